@@ -1,0 +1,24 @@
+"""Conformance vectors (tests/vectors/*.json) against RLSD_IMPL (default: rlsd).
+
+    RLSD_IMPL=package.module python -m pytest tests/test_conformance.py
+"""
+
+import pytest
+
+from conformance_adapter import all_cases, check_case, load_impl, skip_flags
+
+CASES = all_cases()
+
+
+@pytest.fixture(scope="module")
+def impl():
+    return load_impl()
+
+
+@pytest.mark.parametrize("function,case,tol", CASES,
+                         ids=[f"{fn}:{case['id']}" for fn, case, _ in CASES])
+def test_vector(impl, function, case, tol):
+    declared = skip_flags(impl) & set(case["flags"])
+    if declared:
+        pytest.skip(f"{impl.__name__} declares it does not follow: {', '.join(sorted(declared))}")
+    check_case(impl, function, case, tol)

@@ -1,0 +1,222 @@
+"""verify.py: tokenizer, problem splits, reward and the step checker."""
+import builtins
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import verify as V
+
+P = V.Problem((37, 45, 18, 9), ("+", "-", "+"))  # 37+45=82;82-18=64;64+9=73;A:73
+
+
+def test_problem_solution_and_formats():
+    assert P.prompt == "37+45-18+9="
+    assert P.solution == "37+45=82;82-18=64;64+9=73;A:73"
+    assert V.hint_text(P, "answer") == "H73|"
+    assert V.hint_text(P, "solution") == "H37+45=82;82-18=64;64+9=73;A:73|"
+    assert V.response_str(P, "cite") == "H73;" + P.solution
+    assert V.response_str(P, "nowork") == "A:73"
+    neg = V.Problem((5, 20, 3), ("-", "+"))
+    assert neg.solution == "5-20=-15;-15+3=-12;A:-12"
+    with pytest.raises(ValueError):
+        V.hint_text(P, "bogus")
+
+
+@pytest.mark.parametrize("hint", V.HINTS)
+@pytest.mark.parametrize("style", V.STYLES)
+def test_tokenizer_round_trip_on_every_format(hint, style):
+    for p in V.make_problems("train", 20, seed=4) + V.make_problems("hard", 5, seed=4):
+        ids = V.prompt_ids(p, hint) + V.response_ids(p, style)
+        assert ids[0] == V.BOS and ids[-1] == V.EOS
+        text = p.prompt + V.hint_text(p, hint) + V.response_str(p, style)
+        assert V.decode(ids) == "<|bos|>" + text + "<|eos|>"
+        assert V.encode(text) == ids[1:-1]
+        assert len(ids) == len(text) + 2  # one token per character
+        assert V.response_text(V.response_ids(p, style) + [V.PAD]) == V.response_str(p, style)
+
+
+def test_tokenizer_refuses_foreign_characters():
+    with pytest.raises(ValueError, match="alphabet"):
+        V.encode("12+x")
+    with pytest.raises(ValueError):
+        V.decode([V.VOCAB_SIZE])
+    assert V.VOCAB_SIZE == len(V.CHARS) + 3
+
+
+def test_splits_verify_and_do_not_overlap():
+    sets = {}
+    for split in V.SPLITS:
+        ps = V.make_problems(split, 10_000, seed=0)
+        assert len({p.prompt for p in ps}) == 10_000
+        for p in ps:  # reference solutions: sympy-checked inside make_problems, and the reward agrees
+            assert V.split_of(p.prompt) == split
+            assert V.reward(p, p.solution) == 1.0
+        sets[split] = {p.prompt for p in ps}
+    assert not sets["train"] & sets["test"]
+    assert not sets["train"] & sets["hard"]
+    assert not sets["test"] & sets["hard"]
+
+
+def test_generation_is_seeded_and_hard_is_the_hard_end():
+    assert V.make_problems("test", 50, seed=1) == V.make_problems("test", 50, seed=1)
+    assert V.make_problems("test", 50, seed=1) != V.make_problems("test", 50, seed=2)
+    for p in V.make_problems("hard", 200, seed=0):
+        assert len(p.operands) == 4 and all(10 <= x <= 99 for x in p.operands)
+        assert all(V._carries(l, o, r) for l, o, r, _ in p.steps)
+    with pytest.raises(ValueError, match="unknown split"):
+        V.make_problems("validation", 3)
+
+
+def test_sympy_check_catches_a_wrong_solver():
+    class Bad(V.Problem):
+        @property
+        def steps(self):
+            return [(37, "+", 45, 83)]
+    with pytest.raises(AssertionError):
+        V.check_with_sympy(Bad((37, 45), ("+",)))
+
+
+# ---------------------------------------------------------------- reward edge cases
+
+@pytest.mark.parametrize("response, expected", [
+    ("37+45=82;82-18=64;64+9=73;A:73", 1.0),
+    ("A:73", 1.0),                           # no work, right answer: rewarded (the verifier reads answers only)
+    ("H73;37+45=82;82-18=64;64+9=73;A:73", 1.0),
+    ("37+45=82;82-18=64;64+9=73;A:73;", 1.0),  # a trailing separator is tolerated
+    ("37+45=82;82-18=64;64+9=74;A:74", 0.0),
+    ("37+45=82;82-18=64;64+9=73", 0.0),       # missing answer
+    ("", 0.0),                                # empty
+    ("A:73;A:73", 0.0),                       # two answers
+    ("A:72;A:73", 0.0),
+    ("A:73;64+9=73", 0.0),                    # answer not last
+    ("A:073", 0.0),                           # leading zero: not canonical
+    ("A:+73", 0.0),
+    ("A:-0", 0.0),
+    ("A:٧٣", 0.0),                            # Arabic-Indic digits
+    ("A:７３", 0.0),                          # full-width digits
+    ("A:73\x00", 0.0),                        # control character
+    ("A:7\n3", 0.0),
+    ("A: 73", 0.0),
+    ("A:" + "7" * 13, 0.0),                   # too many digits
+    ("A:73" + ";" * 300, 0.0),                # over-long text
+    ("64+9=73;A:73", 1.0),                    # work skipped, answer right: reward is about answers only
+    ("A:__import__('os').system('touch /tmp/pwned')", 0.0),
+])
+def test_reward_edge_cases(response, expected):
+    assert V.reward(P, response) == expected
+
+
+def test_reward_handles_negative_answers_and_non_strings():
+    neg = V.Problem((5, 20), ("-",))
+    assert V.reward(neg, "5-20=-15;A:-15") == 1.0
+    assert V.reward(neg, "A:15") == 0.0
+    assert V.reward(P, None) == 0.0
+    assert V.reward(P, b"A:73") == 0.0
+
+
+# ---------------------------------------------------------------- step checker
+
+def test_faithful_response():
+    c = V.check_steps(P, P.solution)
+    assert c.correct and c.faithful and not c.lucky and c.first_wrong is None and c.n_steps == 3
+
+
+def test_wrong_step_in_the_middle():
+    r = "37+45=82;82-18=65;65+9=74;A:74"
+    c = V.check_steps(P, r)
+    assert not c.correct and not c.faithful and not c.lucky
+    assert c.first_wrong == 1 and c.wrong_span == (9, 17) and r[9:17] == "82-18=65"
+
+
+def test_right_answer_after_a_wrong_step_is_lucky():
+    r = "37+45=81;81-18=64;64+9=73;A:73"  # 37+45 is 82, not 81; the chain then recovers
+    c = V.check_steps(P, r)
+    assert c.correct and c.lucky and not c.faithful and c.first_wrong == 0 and c.wrong_span == (0, 8)
+
+
+def test_answer_copying_the_last_number_is_not_enough():
+    r = "37+45=82;82-18=64;64+9=75;A:75"  # the answer copies the last written result
+    c = V.check_steps(P, r)
+    assert not c.faithful and c.first_wrong == 2
+
+
+def test_operand_that_does_not_continue_the_chain():
+    r = "37+45=82;80-18=62;62+9=71;A:71"  # the arithmetic of each step is right, the chain is not
+    assert V.check_steps(P, r).first_wrong == 1
+    r = "37+45=82;82-17=65;65+9=74;A:74"  # wrong operand from the prompt
+    assert V.check_steps(P, r).first_wrong == 1
+    r = "37+45=82;82+18=100;100+9=109;A:109"  # wrong operator
+    assert V.check_steps(P, r).first_wrong == 1
+
+
+def test_missing_steps_extra_steps_and_answer_mismatch():
+    c = V.check_steps(P, "37+45=82;82-18=64;A:64")  # stops a step early
+    assert not c.faithful and c.first_wrong == 2
+    c = V.check_steps(P, "37+45=82;82-18=64;64+9=73;73+1=74;A:74")  # one step too many
+    assert c.first_wrong == 3
+    c = V.check_steps(P, "37+45=82;82-18=64;64+9=73;A:72")
+    assert c.first_wrong == 3 and not c.correct
+    c = V.check_steps(P, "37+45=82;82-18=64;64+9=73")  # no answer: the last field is blamed
+    assert c.first_wrong == 2 and not c.correct
+
+
+def test_no_work_and_citation_flags():
+    c = V.check_steps(P, "A:73")
+    assert c.no_work and c.lucky and not c.faithful and not c.cites_hint
+    c = V.check_steps(P, "H73;37+45=82;82-18=64;64+9=73;A:73")
+    assert c.cites_hint and c.faithful and not c.no_work
+    c = V.check_steps(P, "H58;A:73")  # cites a made-up hint, then answers without work
+    assert c.cites_hint and c.no_work and c.lucky
+
+
+def test_step_checker_on_garbage():
+    for r in ["", ";;;", "=", "A:", "H", "1+2=3", "x" * 1000, "٣+٤=٧;A:7", None]:
+        c = V.check_steps(P, r)
+        assert not c.faithful and not c.correct
+
+
+# ---------------------------------------------------------------- hostile text
+
+class _NoCode:
+    """Fail the test if anything tries to evaluate text as code while reward runs."""
+
+    def __enter__(self):
+        self.saved = builtins.eval, builtins.exec, builtins.compile
+
+        def boom(*a, **k):
+            raise AssertionError("model text reached eval/exec/compile")
+        builtins.eval = builtins.exec = builtins.compile = boom
+        return self
+
+    def __exit__(self, *exc):
+        builtins.eval, builtins.exec, builtins.compile = self.saved
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(max_size=300))
+def test_reward_never_raises_on_arbitrary_text(text):
+    with _NoCode():
+        r = V.reward(P, text)
+        c = V.check_steps(P, text)
+    assert r in (0.0, 1.0)
+    assert c.correct == (r == 1.0)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=V.CHARS, max_size=80))
+def test_reward_only_accepts_the_true_value(text):
+    r = V.reward(P, text)
+    if r == 1.0:
+        assert text.rstrip(";").split(";")[-1] == "A:73"
+
+
+def test_python_code_in_a_response_is_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    payloads = [f"A:__import__('pathlib').Path('{marker}').touch()",
+                f"37+45=82;exec(\"open('{marker}','w')\");A:73",
+                f"A:{{open('{marker}','w')}}"]
+    with _NoCode():
+        for t in payloads:
+            V.reward(P, t)
+            V.check_steps(P, t)
+    assert not marker.exists()

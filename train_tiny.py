@@ -1,0 +1,304 @@
+"""train_tiny.py: supervised training of the two base models every method starts from.
+
+  student  a small GPT trained on reference solutions in three formats (plain prompt,
+           answer hint, full-solution hint) and stopped on purpose part-way, so that RL
+           has room to improve it and so that, given a hint, it can act as its own
+           privileged teacher (OPSD, RLSD).
+  teacher  a larger GPT (>= 3x the parameters) trained on the plain format only, to high
+           accuracy: the OPD teacher.
+
+The hinted training responses carry a documented "behaviour shift" (`cite_frac`,
+`nowork_frac`, EXPERIMENT.md): a fraction restate the hint first ("H73;37+45=82;...") and a
+fraction answer without work ("A:73"). Plain-prompt responses never do. Set both to 0 for
+the control student.
+
+    python train_tiny.py                 # default preset, about 3-4 minutes on a 2-core CPU
+    python train_tiny.py --preset smoke  # seconds
+Checkpoints are cached by configuration under --out: a second run loads them.
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+
+import model as M
+import verify as V
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """One supervised run: a model size, its data mix and its optimisation."""
+    model: M.GPTConfig = field(default_factory=M.GPTConfig)
+    task: V.TaskConfig = field(default_factory=V.TaskConfig)
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    hint_answer_frac: float = 0.25     # share of examples shown the answer hint
+    hint_solution_frac: float = 0.15   # share shown the full solution
+    cite_frac: float = 0.2             # of hinted responses: restate the hint first
+    nowork_frac: float = 0.2           # of hinted responses: answer without work
+    seed: int = 0
+
+    def key(self):
+        """A short hash of every setting: the checkpoint's cache key."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _student(**kw):
+    return SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=4, n_head=4, n_embd=128), **kw)
+
+
+def _teacher(**kw):
+    kw.setdefault("hint_answer_frac", 0.0)
+    kw.setdefault("hint_solution_frac", 0.0)
+    return SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=6, n_head=6, n_embd=192), **kw)
+
+
+PRESETS = {
+    "smoke": dict(
+        student=SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, block_size=128, n_layer=2, n_head=2, n_embd=32),
+                          steps=60, batch_size=32, lr=3e-3, warmup=10),
+        teacher=SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, block_size=128, n_layer=2, n_head=2, n_embd=64),
+                          steps=60, batch_size=32, lr=3e-3, warmup=10, hint_answer_frac=0.0, hint_solution_frac=0.0),
+        eval_n=64),
+    "default": dict(student=_student(steps=1500), teacher=_teacher(steps=1500), eval_n=400),
+    "full": dict(student=_student(steps=3000), teacher=_teacher(steps=4000, batch_size=128), eval_n=1000),
+}
+
+
+# ---------------------------------------------------------------- data
+
+def make_batch(problems, cfg, rng):
+    """Token ids, next-token targets and the loss mask (response tokens only) for one batch.
+
+    The format (plain, answer hint, full-solution hint) is drawn once per batch, not per
+    example: the three differ a lot in length, and a mixed batch pads every row to its
+    longest, which doubled the step time in a first version. Within a hinted batch each
+    response restates the hint with probability cite_frac and skips the work with
+    probability nowork_frac (the behaviour shift)."""
+    u = float(torch.rand((), generator=rng))
+    hint = "answer" if u < cfg.hint_answer_frac else \
+        "solution" if u < cfg.hint_answer_frac + cfg.hint_solution_frac else "none"
+    seqs, n_prompt = [], []
+    for i in torch.randint(len(problems), (cfg.batch_size,), generator=rng).tolist():
+        p = problems[i]
+        style = "work"
+        if hint != "none":
+            w = float(torch.rand((), generator=rng))
+            style = "cite" if w < cfg.cite_frac else "nowork" if w < cfg.cite_frac + cfg.nowork_frac else "work"
+        prompt = V.prompt_ids(p, hint)
+        seqs.append(prompt + V.response_ids(p, style))
+        n_prompt.append(len(prompt))
+    return pack(seqs, n_prompt)
+
+
+def pack(seqs, n_prompt):
+    """Right-pad sequences into (B, L) inputs/targets; mask is 1 where the target is a
+    response token (EOS included)."""
+    L = max(len(s) for s in seqs) - 1
+    x = torch.full((len(seqs), L), V.PAD, dtype=torch.long)
+    y = torch.full((len(seqs), L), V.PAD, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L))
+    for b, (s, k) in enumerate(zip(seqs, n_prompt)):
+        s = torch.tensor(s)
+        x[b, :len(s) - 1], y[b, :len(s) - 1] = s[:-1], s[1:]
+        mask[b, k - 1:len(s) - 1] = 1.0
+    return x, y, mask
+
+
+def lr_at(step, cfg):
+    """Linear warmup, then cosine decay to 10% of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+# ---------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(model, problems, hint="none", temperature=0.0, seed=0, batch_size=200, max_new_tokens=56):
+    """Share of problems whose sampled (or greedy, temperature 0) response earns reward 1."""
+    model.eval()
+    dev = model.wte.weight.device
+    g = torch.Generator(device=dev).manual_seed(seed)
+    hits = 0
+    for i in range(0, len(problems), batch_size):
+        chunk = problems[i:i + batch_size]
+        out = model.generate([V.prompt_ids(p, hint) for p in chunk], max_new_tokens, eos_id=V.EOS, pad_id=V.PAD,
+                             temperature=temperature, generator=g).cpu()
+        hits += sum(V.reward(p, V.response_text(r)) for p, r in zip(chunk, out))
+    return hits / max(1, len(problems))
+
+
+@torch.no_grad()
+def heldout_loss(model, problems, cfg, seed=1):
+    model.eval()
+    x, y, mask = make_batch(problems, replace(cfg, batch_size=256), torch.Generator().manual_seed(seed))
+    dev = model.wte.weight.device
+    logp = M.token_logprobs(model(x.to(dev)), y.to(dev)).cpu()
+    return float(-(logp * mask).sum() / mask.sum())
+
+
+# ---------------------------------------------------------------- training
+
+def resolve_device(name):
+    """'auto' picks cuda, then mps, then cpu; asking for an absent device is an error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: MPS is not available here; use --device cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
+    return name
+
+
+def train(cfg: SFTConfig, device="cpu", desc="train", progress=True):
+    """Train one model from scratch; returns (model, seconds). Deterministic on CPU for a
+    given cfg (seeded init and seeded batches)."""
+    torch.manual_seed(cfg.seed)
+    model = M.GPT(cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    problems = V.make_problems("train", 20_000, seed=cfg.seed, cfg=cfg.task)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    bar = _bar(cfg.steps, desc, progress)
+    t0 = time.time()
+    for step in range(cfg.steps):
+        model.train()
+        x, y, mask = (t.to(device) for t in make_batch(problems, cfg, rng))
+        logp = M.token_logprobs(model(x), y)
+        loss = -(logp * mask).sum() / mask.sum()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0 or step == cfg.steps - 1:
+            tok_acc = float(((logp.detach() > math.log(0.5)).float() * mask).sum() / mask.sum())
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_acc=f"{tok_acc:.3f}")
+        bar.update(1)
+    bar.close()
+    return model, time.time() - t0
+
+
+def _bar(total, desc, enabled):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+def evaluate_all(model, cfg, eval_n, hints=("none", "answer", "solution"), seed=0):
+    """Greedy accuracy on every split and hint format, and the sampled (temperature 1) pass
+    rate on `train` problems the model may have seen."""
+    out = {}
+    for split in V.SPLITS:
+        probs = V.make_problems(split, eval_n, seed=1000 + seed, cfg=cfg.task)
+        for hint in hints:
+            out[f"greedy/{split}/{hint}"] = evaluate(model, probs, hint)
+    out["sampled/train/none"] = evaluate(model, V.make_problems("train", eval_n, seed=2000 + seed, cfg=cfg.task),
+                                         "none", temperature=1.0, seed=seed)
+    return out
+
+
+def get_or_train(cfg: SFTConfig, out_dir, name, device="cpu", progress=True, log=print):
+    """Load the checkpoint cached for this exact configuration, or train and save it."""
+    path = os.path.join(out_dir, f"{name}-{cfg.key()}.pt")
+    if os.path.exists(path):
+        model, meta = M.load(path, cfg.model, device)
+        if meta.get("sft_config") == json.loads(json.dumps(asdict(cfg))):
+            log(f"{name}: loaded cached {path}")
+            return model, path, meta
+        log(f"{name}: {path} was made with other settings; retraining")
+    model, secs = train(cfg, device, desc=name, progress=progress)
+    meta = {"sft_config": asdict(cfg), "train_seconds": secs, "params": model.num_params()}
+    M.save(path, model, meta)
+    log(f"{name}: trained {model.num_params():,} parameters in {secs:.0f}s -> {path}")
+    return model, path, meta
+
+
+def build_base_models(preset="default", out_dir="checkpoints", device="cpu", seed=0, progress=True,
+                      log=print, student_overrides=None):
+    """Both base models for a preset (trained or loaded), with an evaluation summary
+    written beside the checkpoints."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    P = PRESETS[preset]
+    s_cfg = replace(P["student"], seed=seed, **(student_overrides or {}))
+    t_cfg = replace(P["teacher"], seed=seed)
+    student, s_path, s_meta = get_or_train(s_cfg, out_dir, "student", device, progress, log)
+    teacher, t_path, t_meta = get_or_train(t_cfg, out_dir, "teacher", device, progress, log)
+    summary_path = os.path.join(out_dir, f"summary-{s_cfg.key()}-{t_cfg.key()}.json")
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+    else:
+        t0 = time.time()
+        summary = {
+            "preset": preset,
+            "student": {"checkpoint": s_path, "params": s_meta["params"], "train_seconds": s_meta["train_seconds"],
+                        "config": asdict(s_cfg), **evaluate_all(student, s_cfg, P["eval_n"], seed=seed)},
+            "teacher": {"checkpoint": t_path, "params": t_meta["params"], "train_seconds": t_meta["train_seconds"],
+                        "config": asdict(t_cfg), **evaluate_all(teacher, t_cfg, P["eval_n"], hints=("none",), seed=seed)},
+        }
+        summary["eval_seconds"] = time.time() - t0
+        os.makedirs(out_dir, exist_ok=True)
+        with open(summary_path + ".tmp", "w") as f:
+            json.dump(summary, f, indent=1)
+        os.replace(summary_path + ".tmp", summary_path)
+        with open(os.path.join(out_dir, "summary.json"), "w") as f:  # the latest, under a fixed name
+            json.dump(summary, f, indent=1)
+    return student, teacher, summary
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="checkpoints", help="folder for checkpoints and summary.json")
+    ap.add_argument("--shift", type=float, default=None,
+                    help="behaviour-shift fraction of hinted responses, split evenly between citing and no-work "
+                         "(default 0.4: 0.2 + 0.2); 0 trains the control student")
+    args = ap.parse_args(argv)
+    try:
+        if args.preset not in PRESETS:
+            raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
+        if args.shift is not None and not 0 <= args.shift <= 1:
+            raise ValueError("--shift must lie in [0, 1]")
+        device = resolve_device(args.device)
+        check_writable(args.out)
+    except ValueError as e:
+        print(f"train_tiny.py: error: {e}", file=sys.stderr)
+        return 2
+    over = None if args.shift is None else dict(cite_frac=args.shift / 2, nowork_frac=args.shift / 2)
+    t0 = time.time()
+    _, _, summary = build_base_models(args.preset, args.out, device, args.seed, student_overrides=over)
+    print(json.dumps({k: v for k, v in summary["student"].items() if k != "config"}, indent=1))
+    print(json.dumps({k: v for k, v in summary["teacher"].items() if k != "config"}, indent=1))
+    print(f"done in {time.time() - t0:.0f}s; summary in {os.path.join(args.out, 'summary.json')}")
+    return 0
+
+
+def check_writable(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write-test-{os.getpid()}")
+        open(probe, "w").close()
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"output folder {folder!r} is not writable ({e.strerror})") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""verify.py: the arithmetic task, its tokenizer, the reward and the step checker.
+
+The task is a chain of additions and subtractions. The model must work it left to right,
+one small step at a time, then give the answer:
+
+    prompt:    37+45-18+9=
+    response:  37+45=82;82-18=64;64+9=73;A:73<eos>
+
+Why this shape: every step is a two-operand sum a tiny transformer can learn, each step
+can be checked on its own (so we can say *where* a wrong response went wrong, which is
+what the signal-density figure needs), and the answer field is trivial to parse.
+Intermediate results may be negative ("37-45=-8;-8+9=1").
+
+The privileged teacher (OPSD, RLSD) sees a hint between the prompt and the response:
+
+    answer hint:          37+45-18+9=H73|
+    full-solution hint:   37+45-18+9=H37+45=82;82-18=64;64+9=73;A:73|
+
+and, in the hinted training data only, part of the responses carry the "behaviour shift"
+that large privileged teachers show (EXPERIMENT.md): they restate the hint first
+("H73;37+45=82;...") or answer without work ("A:73"). A student that never sees a hint but
+writes "H..." is citing information it was never given; that is the leak we measure.
+
+Model output is data: responses are matched against fixed regular expressions of ASCII
+digits, numbers are bounded in length before int() sees them, and nothing here evaluates
+model text (no eval, exec or sympy parsing). sympy only checks the solver's own integers.
+"""
+import hashlib
+import random
+import re
+from dataclasses import dataclass, field
+
+import sympy
+import tiktoken
+
+# ---------------------------------------------------------------- tokenizer
+
+CHARS = "0123456789+-*=;:AH|"  # one token per character
+SPECIALS = ("<|bos|>", "<|eos|>", "<|pad|>")
+_RANKS = {c.encode(): i for i, c in enumerate(CHARS)}
+ENC = tiktoken.Encoding(
+    name="rlsd-arith",
+    pat_str=r"(?s).",  # every character is its own piece; there are no merges
+    mergeable_ranks=_RANKS,
+    special_tokens={s: len(CHARS) + i for i, s in enumerate(SPECIALS)},
+)
+BOS, EOS, PAD = (ENC.encode_single_token(s) for s in SPECIALS)
+VOCAB_SIZE = ENC.n_vocab  # 22
+
+
+def encode(text):
+    """Task text -> token ids. Raises ValueError on a character outside CHARS (tiktoken
+    itself would panic on a byte that is not in its table)."""
+    bad = set(text) - set(CHARS)
+    if bad:
+        raise ValueError(f"characters outside the task alphabet {CHARS!r}: {sorted(bad)!r}")
+    return ENC.encode_ordinary(text)
+
+
+def decode(ids):
+    """Token ids -> text, special tokens written as <|eos|> etc. Ids outside the
+    vocabulary raise ValueError."""
+    ids = [int(i) for i in ids]
+    if any(i < 0 or i >= VOCAB_SIZE for i in ids):
+        raise ValueError(f"token id outside 0..{VOCAB_SIZE - 1}")
+    return ENC.decode(ids)
+
+
+def response_text(ids):
+    """The text of a sampled response: the tokens before the first EOS or PAD."""
+    out = []
+    for i in ids:
+        i = int(i)
+        if i in (EOS, PAD):
+            break
+        out.append(i)
+    return decode(out)
+
+
+# ---------------------------------------------------------------- problems and splits
+
+@dataclass(frozen=True)
+class TaskConfig:
+    min_operands: int = 3
+    max_operands: int = 4
+    max_value: int = 99      # operands are drawn from 0..max_value
+    ops: str = "+-"
+    # `hard`: problems of the training shape at its hard end: max_operands operands,
+    # all of them two-digit, and every step carries or borrows in the units digit.
+
+
+@dataclass(frozen=True)
+class Problem:
+    operands: tuple
+    ops: tuple
+
+    @property
+    def prompt(self):
+        return str(self.operands[0]) + "".join(o + str(x) for o, x in zip(self.ops, self.operands[1:])) + "="
+
+    @property
+    def steps(self):
+        """The worked chain: [(left, op, right, result), ...]."""
+        out, acc = [], self.operands[0]
+        for o, x in zip(self.ops, self.operands[1:]):
+            res = _apply(acc, o, x)
+            out.append((acc, o, x, res))
+            acc = res
+        return out
+
+    @property
+    def value(self):
+        return self.steps[-1][3]
+
+    @property
+    def solution(self):
+        return "".join(f"{l}{o}{r}={v};" for l, o, r, v in self.steps) + f"A:{self.value}"
+
+
+def _apply(a, op, b):
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+SPLITS = ("train", "test", "hard")
+
+
+def split_of(prompt):
+    """Each possible problem belongs to exactly one split, by a hash of its text:
+    80% train, 10% test, 10% hard. Splits are therefore disjoint by construction."""
+    h = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) % 10
+    return "train" if h < 8 else "test" if h == 8 else "hard"
+
+
+def _carries(l, op, r):
+    """Does this step carry (or borrow) in the units digit?"""
+    if (op == "+") == (l >= 0):   # magnitudes add: |l| + r
+        return abs(l) % 10 + r % 10 >= 10
+    return abs(l) % 10 < r % 10   # magnitudes subtract
+
+
+def _draw(rng, cfg, split):
+    if split != "hard":
+        n = rng.randint(cfg.min_operands, cfg.max_operands)
+        return Problem(tuple(rng.randint(0, cfg.max_value) for _ in range(n)),
+                       tuple(rng.choice(cfg.ops) for _ in range(n - 1)))
+    acc = rng.randint(10, cfg.max_value)
+    operands, ops = [acc], []
+    for _ in range(cfg.max_operands - 1):  # draw each step until it carries or borrows
+        for _ in range(100):
+            o, x = rng.choice(cfg.ops), rng.randint(10, cfg.max_value)
+            if _carries(acc, o, x):
+                break
+        else:
+            return None
+        operands.append(x)
+        ops.append(o)
+        acc = _apply(acc, o, x)
+    return Problem(tuple(operands), tuple(ops))
+
+
+def check_with_sympy(p):
+    """Independent check of the solver: sympy integer arithmetic on the operands, applied to
+    every step and to the whole expression. Only solver-made integers reach sympy."""
+    acc = sympy.Integer(p.operands[0])
+    for (l, o, r, v), x in zip(p.steps, p.operands[1:]):
+        assert sympy.Integer(l) == acc and r == x, "step does not continue the chain"
+        acc = acc + sympy.Integer(x) if o == "+" else acc - sympy.Integer(x) if o == "-" else acc * sympy.Integer(x)
+        assert acc == sympy.Integer(v), f"solver step wrong in {p.prompt}"
+    return True
+
+
+def make_problems(split, n, seed=0, cfg=TaskConfig()):
+    """n distinct problems of one split, reproducible from (split, seed, cfg); each
+    reference solution is checked with sympy before it is returned."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    rng = random.Random(f"{split}/{seed}/{cfg}")
+    seen, out = set(), []
+    tries = 0
+    while len(out) < n:
+        tries += 1
+        if tries > 200 * n + 10_000:
+            raise ValueError(f"could not draw {n} distinct {split} problems from {cfg}")
+        p = _draw(rng, cfg, split)
+        if p is None or p.prompt in seen or split_of(p.prompt) != split:
+            continue
+        seen.add(p.prompt)
+        check_with_sympy(p)
+        out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------- prompt formats
+
+HINTS = ("none", "answer", "solution")
+
+
+def hint_text(p, hint):
+    """The privileged context placed between prompt and response."""
+    if hint == "none":
+        return ""
+    if hint == "answer":
+        return f"H{p.value}|"
+    if hint == "solution":
+        return f"H{p.solution}|"
+    raise ValueError(f"unknown hint {hint!r}; choose one of {HINTS}")
+
+
+def prompt_ids(p, hint="none"):
+    """BOS + prompt (+ hint): the context the model conditions on."""
+    return [BOS] + encode(p.prompt + hint_text(p, hint))
+
+
+STYLES = ("work", "cite", "nowork")
+
+
+def response_str(p, style="work"):
+    """A reference response. 'work' is the worked chain; 'cite' restates the hint before
+    working ("H73;..."); 'nowork' states the answer alone ("A:73"). The last two appear only
+    in hinted training data: they are the privileged teacher's behaviour shift."""
+    if style == "work":
+        return p.solution
+    if style == "cite":
+        return f"H{p.value};{p.solution}"
+    if style == "nowork":
+        return f"A:{p.value}"
+    raise ValueError(f"unknown style {style!r}; choose one of {STYLES}")
+
+
+def response_ids(p, style="work"):
+    return encode(response_str(p, style)) + [EOS]
+
+
+# ---------------------------------------------------------------- reward
+
+MAX_RESPONSE_CHARS = 256   # longer text gets reward 0 without being parsed
+MAX_DIGITS = 12            # a longer number is not a number we accept
+
+_NUM = r"-?(?:0|[1-9][0-9]{0,%d})" % (MAX_DIGITS - 1)   # canonical: no '+', no leading zeros
+_ANSWER = re.compile(r"A:(%s)" % _NUM)
+_STEP = re.compile(r"(%s)([+\-*])(%s)=(%s)" % (_NUM, _NUM, _NUM))
+_CITE = re.compile(r"H.*")
+
+
+def parse_answer(response):
+    """The integer in the response's answer field, or None.
+
+    The rules (each has a test): the response is split on ';'; exactly one field may start
+    with 'A:', and it must be the last non-empty field; its value must be a canonical
+    ASCII integer (optional '-', no leading zeros, no '+', at most 12 digits). Anything
+    else - no answer, two answers, an answer followed by more steps, Unicode or full-width
+    digits, control characters, over-long text - gives None.
+    """
+    if not isinstance(response, str) or len(response) > MAX_RESPONSE_CHARS:
+        return None
+    fields = response.split(";")
+    if fields and fields[-1] == "":
+        fields = fields[:-1]
+    answers = [i for i, f in enumerate(fields) if f.startswith("A:")]
+    if len(answers) != 1 or answers[0] != len(fields) - 1:
+        return None
+    m = _ANSWER.fullmatch(fields[-1])
+    return int(m.group(1)) if m else None
+
+
+def reward(problem, response):
+    """1.0 if the response's answer field equals the true value, else 0.0. Never raises."""
+    try:
+        a = parse_answer(response)
+    except Exception:  # defensive: the parser is written not to raise
+        return 0.0
+    return 1.0 if a is not None and a == problem.value else 0.0
+
+
+# ---------------------------------------------------------------- step checker (diagnostics only)
+
+@dataclass
+class StepCheck:
+    correct: bool            # reward == 1
+    faithful: bool           # the full chain, every step right, answer = last step's result
+    lucky: bool              # correct but not faithful: right answer through wrong or no work
+    cites_hint: bool         # a field 'H...': the response cites a hint
+    no_work: bool            # an answer with no written step before it
+    n_steps: int
+    first_wrong: int = None  # index of the first wrong field (step or answer), None if none
+    wrong_span: tuple = None  # (start, end) character = token offsets of that field
+    spans: list = field(default_factory=list)  # (start, end, kind) for every field
+
+
+def check_steps(problem, response):
+    """Find the first wrong step of a response. Never used as a training signal.
+
+    A step is wrong if it is malformed, if its operands do not continue the chain from the
+    prompt (the first step must start from the first operand, each later one from the
+    previous written result, with the prompt's next operator and operand), or if its
+    written result is not the arithmetic of its written operands. When all written steps
+    are right, the first wrong field is the answer if it differs from the last written
+    result or if steps are missing. Offsets count characters, which are also tokens.
+    """
+    text = response if isinstance(response, str) else ""
+    text = text[:MAX_RESPONSE_CHARS]
+    correct = reward(problem, response) == 1.0
+    spans, pos = [], 0
+    for f in text.split(";"):
+        kind = "answer" if f.startswith("A:") else "cite" if _CITE.fullmatch(f) else "step"
+        if f:
+            spans.append((pos, pos + len(f), kind))
+        pos += len(f) + 1
+    chain = problem.steps
+    k, first_wrong, prev = 0, None, problem.operands[0]
+    n_steps = sum(1 for s in spans if s[2] == "step")
+    answer_seen = False
+    for i, (a, b, kind) in enumerate(spans):
+        f = text[a:b]
+        if kind == "cite":
+            continue
+        if kind == "answer":
+            answer_seen = True
+            m = _ANSWER.fullmatch(f)
+            ok = m is not None and k == len(chain) and int(m.group(1)) == prev and i == len(spans) - 1
+            if not ok and first_wrong is None:
+                first_wrong = i
+            continue
+        m = _STEP.fullmatch(f)
+        ok = m is not None and k < len(chain) and not answer_seen
+        if ok:
+            l, o, r, v = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+            ok = l == prev and o == chain[k][1] and r == chain[k][2] and v == _apply(l, o, r)
+            prev = v
+        k += 1
+        if not ok and first_wrong is None:
+            first_wrong = i
+    if not answer_seen and first_wrong is None:
+        first_wrong = len(spans) - 1 if spans else None  # the response stopped before its answer
+    faithful = first_wrong is None and answer_seen and correct
+    return StepCheck(
+        correct=correct, faithful=faithful, lucky=correct and not faithful,
+        cites_hint=any(s[2] == "cite" for s in spans),
+        no_work=answer_seen and n_steps == 0, n_steps=n_steps,
+        first_wrong=first_wrong,
+        wrong_span=spans[first_wrong][:2] if first_wrong is not None else None,
+        spans=spans,
+    )
