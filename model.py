@@ -149,14 +149,17 @@ class GPT(nn.Module):
         past = cache.len if cache is not None else 0
         if past + T > self.cfg.block_size:
             raise ValueError(f"sequence of {past + T} tokens exceeds block_size {self.cfg.block_size}")
-        col = torch.arange(past, past + T, device=idx.device).unsqueeze(0)  # (1, T)
-        if start is None:
-            pos, mask = col.expand(B, T), None
-            if cache is not None and past > 0:  # unpadded rows with a cache: keys 0..i
-                mask = padded_attention_mask(torch.zeros(B, dtype=torch.long, device=idx.device), past, past + T, past + T)
+        if start is None and cache is None:  # training and scoring: plain causal attention
+            pos, mask = torch.arange(T, device=idx.device).expand(B, T), None
         else:
+            if start is None:
+                start = torch.zeros(B, dtype=torch.long, device=idx.device)
+            col = torch.arange(past, past + T, device=idx.device).unsqueeze(0)  # (1, T)
             pos = (col - start.view(-1, 1)).clamp(min=0)  # (B, T): positions count from the first real token
-            mask = padded_attention_mask(start, past, past + T, past + T)
+            if T == 1:  # one decoding step: the new token sees every real key so far
+                mask = (torch.arange(past + 1, device=idx.device) >= start.view(-1, 1)).view(B, 1, 1, past + 1)
+            else:
+                mask = padded_attention_mask(start, past, past + T, past + T)
         x = self.wte(idx) + self.wpe(pos)
         for layer, block in enumerate(self.blocks):
             x = block(x, mask, cache, layer)

@@ -26,7 +26,6 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
-import torch.nn.functional as F
 
 import model as M
 import verify as V
@@ -46,6 +45,7 @@ class SFTConfig:
     hint_solution_frac: float = 0.15   # share shown the full solution
     cite_frac: float = 0.2             # of hinted responses: restate the hint first
     nowork_frac: float = 0.2           # of hinted responses: answer without work
+    branch_steps: int = 0              # the shift is applied in the last branch_steps steps only
     seed: int = 0
 
     def key(self):
@@ -58,20 +58,24 @@ def _student(**kw):
 
 
 def _teacher(**kw):
-    kw.setdefault("hint_answer_frac", 0.0)
-    kw.setdefault("hint_solution_frac", 0.0)
-    return SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=6, n_head=6, n_embd=192), **kw)
+    # plain format only; deeper rather than wider: of the 2.5-3.2M shapes tried, 8 x 160
+    # passed 90% greedy test accuracy first (README, "Base models")
+    return SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=8, n_head=8, n_embd=160),
+                     hint_answer_frac=0.0, hint_solution_frac=0.0, cite_frac=0.0, nowork_frac=0.0, **kw)
 
 
 PRESETS = {
     "smoke": dict(
-        student=SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, block_size=128, n_layer=2, n_head=2, n_embd=32),
-                          steps=60, batch_size=32, lr=3e-3, warmup=10),
-        teacher=SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, block_size=128, n_layer=2, n_head=2, n_embd=64),
+        student=SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=32),
+                          steps=60, batch_size=32, lr=3e-3, warmup=10, branch_steps=20),
+        teacher=SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=64),
                           steps=60, batch_size=32, lr=3e-3, warmup=10, hint_answer_frac=0.0, hint_solution_frac=0.0),
         eval_n=64),
-    "default": dict(student=_student(steps=1500), teacher=_teacher(steps=1500), eval_n=400),
-    "full": dict(student=_student(steps=3000), teacher=_teacher(steps=4000, batch_size=128), eval_n=1000),
+    # The student is stopped part-way on purpose (sampled train pass rate ~0.2-0.4). Plain
+    # accuracy stays near 0 for ~1000 steps, then climbs: no shape or learning rate we tried
+    # moved that transition much earlier (README, "Base models").
+    "default": dict(student=_student(steps=2000, branch_steps=400), teacher=_teacher(steps=2200), eval_n=400),
+    "full": dict(student=_student(steps=2000, branch_steps=400), teacher=_teacher(steps=3000), eval_n=1000),
 }
 
 
@@ -126,18 +130,31 @@ def lr_at(step, cfg):
 # ---------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def evaluate(model, problems, hint="none", temperature=0.0, seed=0, batch_size=200, max_new_tokens=56):
-    """Share of problems whose sampled (or greedy, temperature 0) response earns reward 1."""
+def sample_texts(model, problems, hint="none", temperature=0.0, seed=0, batch_size=200, max_new_tokens=56):
+    """The model's responses (text) to each problem; greedy at temperature 0."""
     model.eval()
     dev = model.wte.weight.device
     g = torch.Generator(device=dev).manual_seed(seed)
-    hits = 0
+    texts = []
     for i in range(0, len(problems), batch_size):
         chunk = problems[i:i + batch_size]
         out = model.generate([V.prompt_ids(p, hint) for p in chunk], max_new_tokens, eos_id=V.EOS, pad_id=V.PAD,
                              temperature=temperature, generator=g).cpu()
-        hits += sum(V.reward(p, V.response_text(r)) for p, r in zip(chunk, out))
-    return hits / max(1, len(problems))
+        texts += [V.response_text(r) for r in out.tolist()]
+    return texts
+
+
+def evaluate(model, problems, hint="none", temperature=0.0, seed=0):
+    """Share of problems whose response (greedy at temperature 0) earns reward 1."""
+    texts = sample_texts(model, problems, hint, temperature, seed)
+    return sum(V.reward(p, t) for p, t in zip(problems, texts)) / max(1, len(problems))
+
+
+def shift_rate(model, problems, hint, seed=0):
+    """Share of sampled (temperature 1) responses that cite a hint or answer without work."""
+    texts = sample_texts(model, problems, hint, 1.0, seed)
+    checks = [V.check_steps(p, t) for p, t in zip(problems, texts)]
+    return sum(c.cites_hint or c.no_work for c in checks) / max(1, len(checks))
 
 
 @torch.no_grad()
@@ -164,19 +181,47 @@ def resolve_device(name):
     return name
 
 
-def train(cfg: SFTConfig, device="cpu", desc="train", progress=True):
+def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=None):
     """Train one model from scratch; returns (model, seconds). Deterministic on CPU for a
-    given cfg (seeded init and seeded batches)."""
+    given cfg (seeded init and seeded batches).
+
+    With branch_steps > 0 the behaviour shift is off for the first steps - branch_steps
+    steps (the trunk) and on for the rest (the branch). The trunk does not depend on the
+    shift, so the main student and the no-shift control share it: with trunk_dir, its
+    state (weights, optimizer, data RNG) is saved there once and the other reuses it."""
+    trunk_steps = cfg.steps - cfg.branch_steps
+    trunk_cfg = replace(cfg, cite_frac=0.0, nowork_frac=0.0)
+    trunk_path = os.path.join(trunk_dir, f"trunk-{trunk_cfg.key()}.pt") if trunk_dir and cfg.branch_steps else None
     torch.manual_seed(cfg.seed)
     model = M.GPT(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     problems = V.make_problems("train", 20_000, seed=cfg.seed, cfg=cfg.task)
     rng = torch.Generator().manual_seed(cfg.seed)
+    first = 0
+    if trunk_path and os.path.exists(trunk_path):
+        try:  # all or nothing: a half-loaded state would silently over-train the model
+            ck = torch.load(trunk_path, map_location="cpu", weights_only=True)
+            model2 = M.GPT(cfg.model).to(device)
+            model2.load_state_dict(ck["model"])
+            opt2 = torch.optim.AdamW(model2.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+            opt2.load_state_dict(ck["opt"])
+            rng.set_state(ck["rng"])
+            model, opt, first = model2, opt2, trunk_steps
+        except Exception as e:
+            print(f"{desc}: shared trunk {trunk_path} unreadable ({type(e).__name__}); training it again",
+                  file=sys.stderr)
+            rng = torch.Generator().manual_seed(cfg.seed)
     bar = _bar(cfg.steps, desc, progress)
+    bar.update(first)
     t0 = time.time()
-    for step in range(cfg.steps):
+    for step in range(first, cfg.steps):
+        if step == trunk_steps and trunk_path and first == 0:
+            tmp = trunk_path + ".tmp"
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state()}, tmp)
+            os.replace(tmp, trunk_path)
         model.train()
-        x, y, mask = (t.to(device) for t in make_batch(problems, cfg, rng))
+        batch_cfg = cfg if step >= trunk_steps else trunk_cfg
+        x, y, mask = (t.to(device) for t in make_batch(problems, batch_cfg, rng))
         logp = M.token_logprobs(model(x), y)
         loss = -(logp * mask).sum() / mask.sum()
         for g in opt.param_groups:
@@ -206,8 +251,10 @@ def evaluate_all(model, cfg, eval_n, hints=("none", "answer", "solution"), seed=
         probs = V.make_problems(split, eval_n, seed=1000 + seed, cfg=cfg.task)
         for hint in hints:
             out[f"greedy/{split}/{hint}"] = evaluate(model, probs, hint)
-    out["sampled/train/none"] = evaluate(model, V.make_problems("train", eval_n, seed=2000 + seed, cfg=cfg.task),
-                                         "none", temperature=1.0, seed=seed)
+    train = V.make_problems("train", eval_n, seed=2000 + seed, cfg=cfg.task)
+    out["sampled/train/none"] = evaluate(model, train, "none", temperature=1.0, seed=seed)
+    for hint in hints:  # the behaviour shift: how often sampled responses cite or skip the work
+        out[f"shift_rate/{hint}"] = shift_rate(model, train, hint, seed=seed)
     return out
 
 
@@ -220,7 +267,7 @@ def get_or_train(cfg: SFTConfig, out_dir, name, device="cpu", progress=True, log
             log(f"{name}: loaded cached {path}")
             return model, path, meta
         log(f"{name}: {path} was made with other settings; retraining")
-    model, secs = train(cfg, device, desc=name, progress=progress)
+    model, secs = train(cfg, device, desc=name, progress=progress, trunk_dir=out_dir)
     meta = {"sft_config": asdict(cfg), "train_seconds": secs, "params": model.num_params()}
     M.save(path, model, meta)
     log(f"{name}: trained {model.num_params():,} parameters in {secs:.0f}s -> {path}")
@@ -283,7 +330,11 @@ def main(argv=None):
         return 2
     over = None if args.shift is None else dict(cite_frac=args.shift / 2, nowork_frac=args.shift / 2)
     t0 = time.time()
-    _, _, summary = build_base_models(args.preset, args.out, device, args.seed, student_overrides=over)
+    try:
+        _, _, summary = build_base_models(args.preset, args.out, device, args.seed, student_overrides=over)
+    except M.CheckpointError as e:
+        print(f"train_tiny.py: error: {e}", file=sys.stderr)
+        return 1
     print(json.dumps({k: v for k, v in summary["student"].items() if k != "config"}, indent=1))
     print(json.dumps({k: v for k, v in summary["teacher"].items() if k != "config"}, indent=1))
     print(f"done in {time.time() - t0:.0f}s; summary in {os.path.join(args.out, 'summary.json')}")

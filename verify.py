@@ -67,14 +67,16 @@ def decode(ids):
 
 
 def response_text(ids):
-    """The text of a sampled response: the tokens before the first EOS or PAD."""
+    """The text of a sampled response: its tokens before the first EOS. A BOS or PAD the
+    model sampled mid-response becomes '?' (one character, so character offsets stay token
+    offsets), which the parser rejects."""
     out = []
     for i in ids:
         i = int(i)
-        if i in (EOS, PAD):
+        if i == EOS:
             break
-        out.append(i)
-    return decode(out)
+        out.append("?" if i in (BOS, PAD) else decode([i]))
+    return "".join(out)
 
 
 # ---------------------------------------------------------------- problems and splits
@@ -85,6 +87,7 @@ class TaskConfig:
     max_operands: int = 4
     max_value: int = 99      # operands are drawn from 0..max_value
     ops: str = "+-"
+    allow_negative: bool = True   # False: redraw problems whose running result drops below 0
     # `hard`: problems of the training shape at its hard end: max_operands operands,
     # all of them two-digit, and every step carries or borrows in the units digit.
 
@@ -184,6 +187,8 @@ def make_problems(split, n, seed=0, cfg=TaskConfig()):
         p = _draw(rng, cfg, split)
         if p is None or p.prompt in seen or split_of(p.prompt) != split:
             continue
+        if not cfg.allow_negative and any(v < 0 for *_, v in p.steps):
+            continue
         seen.add(p.prompt)
         check_with_sympy(p)
         out.append(p)
@@ -236,7 +241,7 @@ def response_ids(p, style="work"):
 MAX_RESPONSE_CHARS = 256   # longer text gets reward 0 without being parsed
 MAX_DIGITS = 12            # a longer number is not a number we accept
 
-_NUM = r"-?(?:0|[1-9][0-9]{0,%d})" % (MAX_DIGITS - 1)   # canonical: no '+', no leading zeros
+_NUM = r"(?:0|-?[1-9][0-9]{0,%d})" % (MAX_DIGITS - 1)   # canonical: no '+', no leading zeros, no -0
 _ANSWER = re.compile(r"A:(%s)" % _NUM)
 _STEP = re.compile(r"(%s)([+\-*])(%s)=(%s)" % (_NUM, _NUM, _NUM))
 _CITE = re.compile(r"H.*")
@@ -295,7 +300,10 @@ def check_steps(problem, response):
     previous written result, with the prompt's next operator and operand), or if its
     written result is not the arithmetic of its written operands. When all written steps
     are right, the first wrong field is the answer if it differs from the last written
-    result or if steps are missing. Offsets count characters, which are also tokens.
+    result or if steps are missing; with no answer at all, it is the position right after
+    the text. Offsets count characters, which are also tokens. Faithful here also asks for
+    the full chain (a response that stops a step early and answers with its last result is
+    not faithful), so faithful implies correct.
     """
     text = response if isinstance(response, str) else ""
     text = text[:MAX_RESPONSE_CHARS]
@@ -330,14 +338,15 @@ def check_steps(problem, response):
         k += 1
         if not ok and first_wrong is None:
             first_wrong = i
-    if not answer_seen and first_wrong is None:
-        first_wrong = len(spans) - 1 if spans else None  # the response stopped before its answer
+    wrong_span = spans[first_wrong][:2] if first_wrong is not None else None
+    if not answer_seen and first_wrong is None and spans:
+        # the response stopped before its answer: blame the token where the answer should
+        # start (the EOS, or the cut of a truncated response); first_wrong points past the fields
+        first_wrong, wrong_span = len(spans), (len(text), len(text) + 1)
     faithful = first_wrong is None and answer_seen and correct
     return StepCheck(
         correct=correct, faithful=faithful, lucky=correct and not faithful,
         cites_hint=any(s[2] == "cite" for s in spans),
         no_work=answer_seen and n_steps == 0, n_steps=n_steps,
-        first_wrong=first_wrong,
-        wrong_span=spans[first_wrong][:2] if first_wrong is not None else None,
-        spans=spans,
+        first_wrong=first_wrong, wrong_span=wrong_span, spans=spans,
     )

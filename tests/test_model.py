@@ -1,4 +1,5 @@
 """model.py: cached against uncached generation, causality, padding, checkpoints."""
+import copy
 import os
 
 import pytest
@@ -116,3 +117,16 @@ def test_checkpoint_errors_name_the_file_and_the_difference(gpt, tmp_path):
         M.load(path)
     with pytest.raises(M.CheckpointError, match="does not exist"):
         M.load(str(tmp_path / "missing.pt"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_generation_agrees_with_itself_and_with_cpu(gpt):
+    prompts = mixed_prompts()
+    g = copy.deepcopy(gpt).cuda()
+    a, la = g.generate(prompts, 30, eos_id=V.EOS, pad_id=V.PAD, temperature=0, return_logits=True)
+    b, lb = g.generate(prompts, 30, eos_id=V.EOS, pad_id=V.PAD, temperature=0, use_cache=False, return_logits=True)
+    c, lc = gpt.generate(prompts, 30, eos_id=V.EOS, pad_id=V.PAD, temperature=0, return_logits=True)
+    assert torch.equal(a, b) and torch.allclose(la, lb, atol=1e-4)
+    assert torch.allclose(la.cpu(), lc, atol=1e-3)
+    s = g.generate(prompts, 30, eos_id=V.EOS, pad_id=V.PAD, generator=torch.Generator(device="cuda").manual_seed(0))
+    assert s.device.type == "cuda"

@@ -33,6 +33,7 @@ def test_tokenizer_round_trip_on_every_format(hint, style):
         assert V.encode(text) == ids[1:-1]
         assert len(ids) == len(text) + 2  # one token per character
         assert V.response_text(V.response_ids(p, style) + [V.PAD]) == V.response_str(p, style)
+    assert V.response_text(V.encode("A:1") + [V.PAD, V.BOS, V.EOS]) == "A:1??"
 
 
 def test_tokenizer_refuses_foreign_characters():
@@ -92,6 +93,7 @@ def test_sympy_check_catches_a_wrong_solver():
     ("A:073", 0.0),                           # leading zero: not canonical
     ("A:+73", 0.0),
     ("A:-0", 0.0),
+    ("A:-", 0.0),
     ("A:٧٣", 0.0),                            # Arabic-Indic digits
     ("A:７３", 0.0),                          # full-width digits
     ("A:73\x00", 0.0),                        # control character
@@ -104,6 +106,12 @@ def test_sympy_check_catches_a_wrong_solver():
 ])
 def test_reward_edge_cases(response, expected):
     assert V.reward(P, response) == expected
+
+
+def test_minus_zero_is_not_canonical():
+    zero = V.Problem((5, 5), ("-",))
+    assert V.reward(zero, "5-5=0;A:0") == 1.0
+    assert V.reward(zero, "5-5=0;A:-0") == 0.0
 
 
 def test_reward_handles_negative_answers_and_non_strings():
@@ -156,8 +164,8 @@ def test_missing_steps_extra_steps_and_answer_mismatch():
     assert c.first_wrong == 3
     c = V.check_steps(P, "37+45=82;82-18=64;64+9=73;A:72")
     assert c.first_wrong == 3 and not c.correct
-    c = V.check_steps(P, "37+45=82;82-18=64;64+9=73")  # no answer: the last field is blamed
-    assert c.first_wrong == 2 and not c.correct
+    c = V.check_steps(P, "37+45=82;82-18=64;64+9=73")  # no answer: the token after the text is blamed
+    assert c.first_wrong == 3 and c.wrong_span == (25, 26) and not c.correct
 
 
 def test_no_work_and_citation_flags():
@@ -219,4 +227,24 @@ def test_python_code_in_a_response_is_not_executed(tmp_path):
         for t in payloads:
             V.reward(P, t)
             V.check_steps(P, t)
+    assert not marker.exists()
+
+
+def test_ten_thousand_hostile_strings(tmp_path):
+    """A seeded fuzz over 10,000 strings built from the task alphabet, Unicode and full-width
+    digits, control characters, signs and Python code: no exception, nothing executed, and
+    reward 1 only when the answer field holds the true value."""
+    import random
+    rng = random.Random(0)
+    marker = tmp_path / "ran"
+    pieces = list(V.CHARS) + ["A:", "A:73", "A:-73", "H", ";", "٧", "３", "\x00", "\x1b[2J", "\u202e", "+", "-0",
+                              "0" * 20, "9" * 40, f"__import__('pathlib').Path('{marker}').touch()", "\n", " ", "é"]
+    with _NoCode():
+        for _ in range(10_000):
+            text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+            r = V.reward(P, text)
+            c = V.check_steps(P, text)
+            assert r in (0.0, 1.0) and c.correct == (r == 1.0)
+            if r == 1.0:
+                assert text.rstrip(";").split(";")[-1] == "A:73"
     assert not marker.exists()

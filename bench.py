@@ -1,0 +1,185 @@
+"""bench.py: where the time goes, measured in one process so that ratios are comparable.
+
+    python bench.py                    # CPU, default student size; prints a table, writes bench.json
+    python bench.py --device cuda
+
+Measures (each a median of --repeats runs after a warm-up):
+  1. generation: tokens/s with and without the KV cache, batch 64 and batch P*G of the
+     default compare preset, 64 new tokens (EOS ignored, so every row makes 64 tokens);
+  2. the supervised training step: tokens/s and achieved FLOP/s of forward+backward at the
+     default student size, beside a large float32 matrix product timed in the same run
+     (this machine's practical ceiling);
+  3. one RL step of each method, split into rollout, teacher pass and update; RLSD's and
+     OPD's step time over RLVR's; peak memory per method (CUDA only; on CPU the model state
+     is reported instead, since torch does not track CPU allocations).
+Timings are medians over repeats on a shared machine: read the ratios, not the absolutes.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+import compare_methods as C
+import model as M
+import rlsd as R
+import train_tiny as TT
+import verify as V
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats):
+    fn()  # warm-up
+    _sync(device)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def load_or_init(cfg, ckpt_dir, name, device):
+    """The trained base model if its checkpoint is cached (realistic response lengths),
+    else a freshly initialised one of the same size."""
+    path = os.path.join(ckpt_dir, f"{name}-{cfg.key()}.pt")
+    if os.path.exists(path):
+        return M.load(path, cfg.model, device)[0], "trained checkpoint"
+    torch.manual_seed(0)
+    return M.GPT(cfg.model).to(device), "random init (train it first for realistic response lengths)"
+
+
+def bench_generation(model, batch, device, repeats, new_tokens=64):
+    probs = V.make_problems("train", batch, seed=1)
+    prompts = [V.prompt_ids(p) for p in probs]
+    g = torch.Generator(device=device)
+    out = {}
+    for cache in (True, False):
+        def go():
+            g.manual_seed(0)
+            model.generate(prompts, new_tokens, eos_id=-1, pad_id=V.PAD, generator=g, use_cache=cache)
+        t = timed(go, device, repeats if cache else max(1, repeats // 2))
+        out["cached" if cache else "uncached"] = batch * new_tokens / t
+    out["ratio"] = out["cached"] / out["uncached"]
+    return out
+
+
+def bench_matmul(device, repeats, n=1024):
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    t = timed(lambda: a @ b, device, repeats * 5)
+    return 2 * n ** 3 / t
+
+
+def bench_train_step(cfg, device, repeats):
+    """Forward + backward + AdamW of one supervised batch. FLOPs: 6 * N * tokens for the
+    weights (N without the position table), plus the attention score and value products
+    counted for the causal half only (6 * L * T * d per token): a conservative count."""
+    torch.manual_seed(0)
+    model = M.GPT(cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    probs = V.make_problems("train", 2000, seed=0)
+    x, y, mask = (t.to(device) for t in TT.make_batch(probs, cfg, torch.Generator().manual_seed(0)))
+
+    def step():
+        loss = -(M.token_logprobs(model(x), y) * mask).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    t = timed(step, device, repeats)
+    B, T = x.shape
+    n = model.num_params() - model.wpe.weight.numel()
+    flops = 6 * n * B * T + 6 * cfg.model.n_layer * B * T * T * cfg.model.n_embd
+    return {"tokens_per_s": B * T / t, "flops_per_s": flops / t, "batch_tokens": B * T, "seconds": t}
+
+
+def bench_methods(student, teacher, device, repeats, preset):
+    probs = V.make_problems("train", 64 * preset.prompts_per_step, seed=3)
+    out = {}
+    for method in C.METHOD_ORDER:
+        cfg = R.RLConfig(method=method, prompts_per_step=preset.prompts_per_step, group_size=preset.group_size,
+                         lr=preset.lr)
+        state = R.make_state(student, cfg, opd_teacher=teacher, seed=0)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        rows = []
+        for i in range(repeats + 1):
+            m = R.train_step(state, probs[i * preset.prompts_per_step:(i + 1) * preset.prompts_per_step])
+            rows.append(m)
+        rows = rows[1:]  # drop the warm-up step
+        med = {k: statistics.median(r[k] for r in rows) for k in ("t_rollout", "t_teacher", "t_update")}
+        med["t_step"] = statistics.median(r["t_rollout"] + r["t_teacher"] + r["t_update"] for r in rows)
+        med["resp_len"] = statistics.mean(r["resp_len"] for r in rows)
+        med["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+        med.update({k: v for k, v in C.cost_model(method, student, teacher).items() if k != "passes_per_step"})
+        out[method] = med
+    for m in ("opd", "opsd", "rlsd"):
+        out[m]["step_over_rlvr"] = out[m]["t_step"] / out["rlvr"]["t_step"]
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    ap.add_argument("--preset", default="default", help=f"compare preset whose sizes are timed: {', '.join(C.PRESETS)}")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--checkpoints", default="checkpoints")
+    ap.add_argument("--out", default="bench.json")
+    args = ap.parse_args(argv)
+    try:
+        if args.preset not in C.PRESETS:
+            raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(C.PRESETS)}")
+        if args.repeats <= 0:
+            raise ValueError(f"--repeats must be a positive number, got {args.repeats}")
+        device = TT.resolve_device(args.device)
+        TT.check_writable(os.path.dirname(os.path.abspath(args.out)))
+    except ValueError as e:
+        print(f"bench.py: error: {e}", file=sys.stderr)
+        return 2
+    preset = C.PRESETS[args.preset]
+    base = TT.PRESETS[preset.base]
+    try:
+        student, s_src = load_or_init(base["student"], args.checkpoints, "student", device)
+        teacher, t_src = load_or_init(base["teacher"], args.checkpoints, "teacher", device)
+    except M.CheckpointError as e:
+        print(f"bench.py: error: {e}", file=sys.stderr)
+        return 1
+    name = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    res = {"device": name, "torch": torch.__version__, "student": s_src, "teacher": t_src,
+           "student_params": student.num_params(), "teacher_params": teacher.num_params()}
+    print(f"bench on {name}; student {student.num_params():,} params ({s_src}), "
+          f"teacher {teacher.num_params():,} ({t_src})", flush=True)
+    res["generation"] = {}
+    for batch in sorted({64, preset.prompts_per_step * preset.group_size}):
+        r = bench_generation(student, batch, device, args.repeats)
+        res["generation"][f"batch{batch}"] = r
+        print(f"generate  batch {batch:4d}, 64 new tokens: cached {r['cached']:9.0f} tok/s, "
+              f"uncached {r['uncached']:9.0f} tok/s, ratio {r['ratio']:.1f}x", flush=True)
+    mm = bench_matmul(device, args.repeats)
+    tr = bench_train_step(base["student"], device, args.repeats)
+    res["matmul_flops_per_s"], res["train_step"] = mm, tr
+    tr["fraction_of_matmul"] = tr["flops_per_s"] / mm
+    print(f"train step: {tr['tokens_per_s']:9.0f} tok/s, {tr['flops_per_s'] / 1e9:6.1f} GFLOP/s = "
+          f"{100 * tr['fraction_of_matmul']:.0f}% of a 1024^3 float32 matmul ({mm / 1e9:.1f} GFLOP/s)", flush=True)
+    res["methods"] = bench_methods(student, teacher, device, args.repeats, preset)
+    print(f"\n{'method':8s}{'rollout':>9s}{'teacher':>9s}{'update':>9s}{'step s':>9s}{'/RLVR':>7s}{'resp len':>9s}"
+          f"{'params':>11s}{'peak MB':>9s}")
+    for m, r in res["methods"].items():
+        peak = f"{r['peak_memory_mb']:9.1f}" if r["peak_memory_mb"] is not None else f"{'n/a':>9s}"
+        print(f"{m:8s}{r['t_rollout']:9.3f}{r['t_teacher']:9.3f}{r['t_update']:9.3f}{r['t_step']:9.3f}"
+              f"{r.get('step_over_rlvr', 1.0):7.2f}{r['resp_len']:9.1f}{r['params_resident']:11,d}{peak}")
+    with open(args.out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,658 @@
+"""compare_methods.py: RLVR, OPD, OPSD and RLSD side by side from the same base model.
+
+    python compare_methods.py                  # default preset: a laptop CPU, minutes
+    python compare_methods.py --preset smoke   # seconds; what the tests run
+    python compare_methods.py --preset full --device cuda
+
+What it does, in order:
+  1. trains (or loads from cache) the base student, a control student whose hinted data has
+     no behaviour shift, and the larger OPD teacher (train_tiny.py);
+  2. signal density: samples responses from the base student once and shows the per-token
+     credit each method would give them (fig2_signal_density.png);
+  3. runs every method for every seed under identical conditions (same checkpoint, prompts
+     in the same order, group size, learning rate, steps), plus OPSD and RLSD from the
+     control student, logging every step to metrics.jsonl as it goes;
+  4. draws the learning-curve, leakage and cost figures and writes summary.json.
+
+Ctrl-C (or SIGTERM) ends the current step, saves what is done, draws the figures from it
+and prints the --resume command. Nothing is tuned on `test` or `hard`.
+"""
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+
+import model as M
+import rlsd as R
+import train_tiny as TT
+import verify as V
+
+METHOD_ORDER = ("rlvr", "opd", "opsd", "rlsd")
+COLORS = {"rlvr": "tab:blue", "opd": "tab:green", "opsd": "tab:red", "rlsd": "tab:purple"}
+LABELS = {"rlvr": "RLVR (GRPO)", "opd": "OPD", "opsd": "OPSD", "rlsd": "RLSD"}
+
+
+@dataclass
+class Preset:
+    base: str                    # train_tiny preset of the base models
+    steps: int
+    seeds: int
+    prompts_per_step: int
+    group_size: int
+    lr: float
+    eval_every: int
+    eval_n: int                  # problems per split for greedy test/hard accuracy
+    density_prompts: int         # prompts x group_size responses for the signal-density figure
+    controls: bool = True        # also run OPSD and RLSD from the no-shift control student
+
+
+PRESETS = {
+    "smoke": Preset(base="smoke", steps=4, seeds=1, prompts_per_step=4, group_size=4, lr=1e-4,
+                    eval_every=2, eval_n=16, density_prompts=16),
+    "default": Preset(base="default", steps=150, seeds=3, prompts_per_step=8, group_size=8, lr=2e-4,
+                      eval_every=25, eval_n=200, density_prompts=256),
+    "full": Preset(base="full", steps=400, seeds=5, prompts_per_step=16, group_size=8, lr=1e-4,
+                   eval_every=25, eval_n=400, density_prompts=512),
+}
+
+
+# ---------------------------------------------------------------- runs
+
+def run_key(variant, method, seed):
+    return f"{variant}/{method}/{seed}"
+
+
+def planned_runs(methods, seeds, controls):
+    runs = [("main", m, s) for s in range(seeds) for m in methods]
+    if controls:
+        runs += [("control", m, s) for s in range(seeds) for m in methods if m in ("opsd", "rlsd")]
+    return runs
+
+
+class Stop:
+    """Turns SIGINT / SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self.saved = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to stop at once) ...", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for s, h in self.saved.items():
+            signal.signal(s, h)
+
+
+@torch.no_grad()
+def evaluate_policy(policy, evalsets, seed, references):
+    """Greedy accuracy on test and hard, sampled accuracy on test, and two fixed KL yardsticks
+    measured on the policy's own samples for every method alike: KL(policy || the initial
+    student given the answer hint) and KL(policy || the OPD teacher, plain prompt)."""
+    out = {}
+    for split, probs in evalsets.items():
+        out[f"greedy_{split}"] = TT.evaluate(policy, probs)
+    out["sampled_test"] = TT.evaluate(policy, evalsets["test"], temperature=1.0, seed=seed)
+    probs = evalsets["test"][:64]
+    cfg = R.RLConfig(group_size=2)
+    roll = R.rollout(policy, probs, cfg, torch.Generator(device=policy.wte.weight.device).manual_seed(seed))
+    plain = [V.prompt_ids(p) for p in roll.problems]
+    logits = R.response_logits(policy, plain, roll.tokens)
+    for name, (ref, hint) in references.items():
+        ref_logits = R.response_logits(ref, [V.prompt_ids(p, hint) for p in roll.problems], roll.tokens)
+        kl = R.generalized_jsd(logits, ref_logits, roll.mask, beta=1.0)  # beta = 1: KL(policy || ref)
+        out[f"kl_{name}"] = (kl.sum() / roll.mask.sum()).item()
+    return out
+
+
+def run_one(student, teacher, method, seed, preset, evalsets, log, stop, task, references, progress=True):
+    """One method, one seed: returns 'done', 'stopped' or 'failed: ...'. Every step and
+    every evaluation is appended to the log as it happens. `wall` is the cumulative
+    training time (rollout + teacher + update), evaluations excluded."""
+    cfg = R.RLConfig(method=method, prompts_per_step=preset.prompts_per_step, group_size=preset.group_size,
+                     lr=preset.lr)
+    torch.manual_seed(seed)
+    state = R.make_state(student, cfg, opd_teacher=teacher, seed=seed)
+    # the same prompts in the same order for every method of a seed
+    prompts = V.make_problems("train", preset.steps * preset.prompts_per_step, seed=10_000 + seed, cfg=task)
+    bar = TT._bar(preset.steps, f"{method} seed {seed}", progress)
+    wall = 0.0
+    log({"kind": "eval", "step": 0, "wall": wall, **evaluate_policy(state.policy, evalsets, seed, references)})
+    for step in range(preset.steps):
+        try:
+            m = R.train_step(state, prompts[step * preset.prompts_per_step:(step + 1) * preset.prompts_per_step])
+        except R.NonFiniteError as e:
+            log({"kind": "failed", "step": step, "error": str(e)})
+            bar.close()
+            return f"failed: {e}"
+        wall += m["t_rollout"] + m["t_teacher"] + m["t_update"]
+        m["wall"] = wall
+        log({"kind": "step", **m})
+        bar.set_postfix(reward=f"{m['reward']:.2f}", cite=f"{m['cites_hint']:.2f}")
+        bar.update(1)
+        if (step + 1) % preset.eval_every == 0 or step + 1 == preset.steps:
+            ev = evaluate_policy(state.policy, evalsets, seed, references)
+            log({"kind": "eval", "step": step + 1, "wall": wall, **ev})
+        if stop.requested and step + 1 < preset.steps:
+            bar.close()
+            return "stopped"
+    bar.close()
+    return "done"
+
+
+def read_log(path):
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut by a hard kill
+                    pass
+    return rows
+
+
+# ---------------------------------------------------------------- signal density
+
+@torch.no_grad()
+def signal_density(student, teacher, preset, task, seed=0):
+    """Score the same sampled responses of the base student with every method's per-token
+    credit (at step 0, lam = lam0) and measure where each method puts its blame."""
+    G = preset.group_size
+    cfg = R.RLConfig(prompts_per_step=preset.density_prompts, group_size=G)
+    probs = V.make_problems("train", preset.density_prompts, seed=20_000 + seed, cfg=task)
+    gen = torch.Generator(device=student.wte.weight.device).manual_seed(seed)
+    roll = R.rollout(student, probs, cfg, gen)
+    student.eval()
+    plain = [V.prompt_ids(p) for p in roll.problems]
+    logp = M.token_logprobs(R.response_logits(student, plain, roll.tokens), roll.tokens)
+    lp_ans = M.token_logprobs(R.response_logits(student, [V.prompt_ids(p, "answer") for p in roll.problems],
+                                                roll.tokens), roll.tokens)
+    lp_sol = M.token_logprobs(R.response_logits(student, [V.prompt_ids(p, "solution") for p in roll.problems],
+                                                roll.tokens), roll.tokens)
+    lp_opd = M.token_logprobs(R.response_logits(teacher, plain, roll.tokens), roll.tokens)
+    mask = roll.mask
+    adv = R.group_advantages(roll.rewards, G)
+    credit = {
+        "rlvr": adv[:, None] * mask,
+        "opd": R.opd_token_advantages(logp, lp_opd, mask),
+        "opsd": R.opsd_token_advantages(logp, lp_ans, mask),
+        "rlsd": R.rlsd_token_advantages(adv, lp_ans, logp, mask, lam=0.5),
+        "rlsd_solution": R.rlsd_token_advantages(adv, lp_sol, logp, mask, lam=0.5),
+    }
+    checks = roll.checks
+    # responses with a located first wrong step and a signal from GRPO (mixed group)
+    failed = [b for b, c in enumerate(checks) if not c.correct and c.wrong_span is not None and adv[b] != 0]
+    lucky = [b for b, c in enumerate(checks) if c.lucky and c.wrong_span is not None and adv[b] != 0]
+    rng = np.random.default_rng(seed)
+    out = {"n_responses": len(checks), "n_failed": len(failed), "n_lucky": len(lucky),
+           "reward_mean": roll.rewards.mean().item(), "methods": {}}
+    for name, c in credit.items():
+        hit, chance = [], []
+        for b in failed:
+            n = int(mask[b].sum())
+            a0, a1 = checks[b].wrong_span
+            a1 = min(a1, n)
+            if a0 >= n:
+                continue
+            vals = c[b, :n].cpu().numpy()
+            lowest = np.flatnonzero(vals == vals.min())
+            hit.append(np.mean((lowest >= a0) & (lowest < a1)))  # ties share the blame evenly
+            chance.append((a1 - a0) / n)
+        wrong_credit, rest_credit = [], []
+        for b in lucky:
+            n = int(mask[b].sum())
+            a0, a1 = checks[b].wrong_span
+            inside = torch.zeros(n, dtype=torch.bool)
+            inside[a0:min(a1, n)] = True
+            if inside.any() and (~inside).any():
+                wrong_credit.append(c[b, :n][inside].mean().item())
+                rest_credit.append(c[b, :n][~inside].mean().item())
+        out["methods"][name] = {
+            "within_response_std": R.within_response_std(c, mask),
+            "blame_in_first_wrong_step": float(np.mean(hit)) if hit else float("nan"),
+            "chance": float(np.mean(chance)) if chance else float("nan"),
+            "lucky_credit_wrong_step": float(np.mean(wrong_credit)) if wrong_credit else float("nan"),
+            "lucky_credit_rest": float(np.mean(rest_credit)) if rest_credit else float("nan"),
+        }
+    # one failed, one lucky, one faithful example (with a GRPO signal) for the token picture
+    faithful = [b for b, c in enumerate(checks) if c.faithful and adv[b] != 0]
+    examples = {}
+    for kind, pool in (("failed", failed), ("lucky", lucky), ("faithful", faithful)):
+        if pool:
+            b = int(pool[rng.integers(len(pool))])
+            n = int(mask[b].sum())
+            examples[kind] = {"prompt": roll.problems[b].prompt,
+                              "tokens": [V.decode([t]) for t in roll.tokens[b, :n].tolist()],
+                              "wrong_span": checks[b].wrong_span,
+                              "credit": {k: v[b, :n].tolist() for k, v in credit.items()}}
+    out["examples"] = examples
+    return out
+
+
+# ---------------------------------------------------------------- summary
+
+def summarize(rows, runs, preset, base_summary, density, params):
+    """Every number the figures and README use, from the logged rows."""
+    by_run = {}
+    for r in rows:
+        by_run.setdefault(r["run"], []).append(r)
+    S = {"preset": asdict(preset), "base_models": base_summary, "signal_density": density, "runs": {},
+         "methods": {}}
+    for variant, method, seed in runs:
+        rs = by_run.get(run_key(variant, method, seed), [])
+        steps = [r for r in rs if r["kind"] == "step"]
+        evals = [r for r in rs if r["kind"] == "eval"]
+        status = next((r["status"] for r in rs if r["kind"] == "end"), "incomplete")
+        S["runs"][run_key(variant, method, seed)] = {"status": status, "steps": len(steps),
+                                                     "final_eval": evals[-1] if evals else None}
+    for variant in ("main", "control"):
+        for method in METHOD_ORDER:
+            key = f"{method}" if variant == "main" else f"{method}/control"
+            keys = [run_key(v, m, s) for v, m, s in runs if v == variant and m == method]
+            if not keys:
+                continue
+            finished = [k for k in keys if S["runs"][k]["status"] == "done"]
+            S["methods"][key] = method_summary([by_run[k] for k in finished], method, params)
+            S["methods"][key]["n_failed"] = sum(S["runs"][k]["status"].startswith("failed") for k in keys)
+    # learning speed: first eval step at which each method reaches RLVR's final test accuracy
+    target = S["methods"].get("rlvr", {}).get("final_greedy_test_mean")
+    if target is not None:
+        for key, ms in S["methods"].items():
+            curve = ms.get("curve_greedy_test", {})
+            ms["first_step_at_rlvr_final_test"] = next((int(s) for s, v in sorted(curve.items(), key=lambda kv: int(kv[0]))
+                                                        if v >= target), None)
+    return S
+
+
+def _mean_std(xs):
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if not xs:
+        return None, None
+    return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0
+
+
+def method_summary(per_seed, method, params):
+    out = {"n_seeds": len(per_seed)}  # finished runs only
+    finals = [[r for r in rs if r["kind"] == "eval"] for rs in per_seed]
+    for k in ("greedy_test", "greedy_hard", "sampled_test", "kl_hinted_initial", "kl_opd_teacher"):
+        out[f"final_{k}_mean"], out[f"final_{k}_std"] = _mean_std([e[-1][k] if e else None for e in finals])
+        out[f"initial_{k}"] = _mean_std([e[0][k] if e else None for e in finals])[0]
+    # mean curves over seeds, keyed by step
+    for k in ("greedy_test", "sampled_test", "kl_hinted_initial", "kl_opd_teacher"):
+        curve = {}
+        for e in finals:
+            for r in e:
+                curve.setdefault(r["step"], []).append(r[k])
+        out[f"curve_{k}"] = {str(s): float(np.mean(v)) for s, v in sorted(curve.items())}
+        if k in ("greedy_test", "sampled_test"):
+            peak_step, peak = max(((s, float(np.mean(v))) for s, v in curve.items()), key=lambda t: t[1],
+                                  default=(None, None))
+            out[f"peak_{k}"], out[f"peak_step_{k}"] = peak, peak_step
+    steps = [[r for r in rs if r["kind"] == "step"] for rs in per_seed]
+    tail = lambda rs, k, n=10: float(np.mean([r[k] for r in rs[-n:]])) if rs and k in rs[-1] else None
+    head = lambda rs, k, n=10: float(np.mean([r[k] for r in rs[:n]])) if rs and k in rs[0] else None
+    for k in ("reward", "cites_hint", "no_work", "faithful", "lucky", "resp_len", "kl_full", "kl_sampled",
+              "adv_within_std", "rlsd_clip_frac"):
+        out[f"first10_{k}"] = _mean_std([head(rs, k) for rs in steps])[0]
+        out[f"last10_{k}"] = _mean_std([tail(rs, k) for rs in steps])[0]
+    for k in ("t_rollout", "t_teacher", "t_update"):
+        out[f"mean_{k}"] = _mean_std([float(np.mean([r[k] for r in rs[1:]])) if len(rs) > 1 else None
+                                      for rs in steps])[0]
+    out["mean_step_seconds"] = sum(out[f"mean_{k}"] or 0.0 for k in ("t_rollout", "t_teacher", "t_update"))
+    out.update(params[method])
+    return out
+
+
+def cost_model(method, student, teacher):
+    """Parameters resident and passes per step, by construction of the loop in rlsd.py."""
+    ns, nt = student.num_params(), teacher.num_params()
+    _, kind, weights = R.METHODS[method]
+    teacher_params = nt if kind == "separate" else (ns if kind == "self" and weights != "live" else 0)
+    return {"params_trained": ns, "params_teacher": teacher_params,
+            "params_resident": ns + teacher_params,
+            # weights + grads + two AdamW moments for the student, weights for a teacher copy, float32
+            "model_state_mb": (4 * ns + teacher_params) * 4 / 2**20,
+            "passes_per_step": {"generate": 1, "teacher_forward": int(kind is not None),
+                                "student_forward": 1, "student_backward": 1}}
+
+
+# ---------------------------------------------------------------- figures
+
+def _series(rows, variant, method, kind, key):
+    """{seed: (steps, values)} for one method, from the log."""
+    out = {}
+    for r in rows:
+        if r.get("variant") == variant and r.get("method") == method and r["kind"] == kind and key in r:
+            out.setdefault(r["seed"], ([], []))
+            out[r["seed"]][0].append(r["step"])  # a step row's metrics are of the policy after `step` updates
+            out[r["seed"]][1].append(r[key])
+    return out
+
+
+def _smooth(y, k):
+    if k <= 1 or len(y) < k:
+        return np.asarray(y, float)
+    c = np.cumsum(np.insert(np.asarray(y, float), 0, 0.0))
+    head = [np.mean(y[:i + 1]) for i in range(k - 1)]
+    return np.concatenate([head, (c[k:] - c[:-k]) / k])
+
+
+def _band(ax, series, color, label, smooth=1, ls="-", xkey=None):
+    """Mean over seeds with a min-max band; returns the number of seeds drawn."""
+    if not series:
+        return 0
+    n = min(len(x) for x, _ in series.values())
+    if n == 0:
+        return 0
+    x = np.asarray(next(iter(series.values()))[0][:n], float) if xkey is None else xkey(series, n)
+    ys = np.stack([_smooth(y[:n], smooth) for _, y in series.values()])
+    ax.plot(x, ys.mean(0), color=color, ls=ls, lw=1.8, label=f"{label} (n={len(series)})")
+    if len(series) > 1:
+        ax.fill_between(x, ys.min(0), ys.max(0), color=color, alpha=0.15, lw=0)
+    return len(series)
+
+
+def draw_all(rows, S, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    methods = [m for m in METHOD_ORDER if m in S["methods"]]
+    n_seeds = S["preset"]["seeds"]
+    title_tail = f"{n_seeds} seed(s), mean and min-max band; preset {S['preset']['base']}"
+
+    # 1. learning curves
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharey="row")
+    for i, split in enumerate(("test", "hard")):
+        for m in methods:
+            ser = _series(rows, "main", m, "eval", f"greedy_{split}")
+            _band(axes[i, 0], ser, COLORS[m], LABELS[m])
+            wall = _series(rows, "main", m, "eval", "wall")
+            if ser and wall:
+                n = min(len(v[1]) for v in ser.values())
+                wx = lambda s_, n_: np.mean([w[1][:n_] for w in wall.values()], axis=0)
+                _band(axes[i, 1], ser, COLORS[m], LABELS[m], xkey=wx)
+        axes[i, 0].set_ylabel(f"greedy accuracy on {split}")
+    axes[1, 0].set_xlabel("RL step")
+    axes[1, 1].set_xlabel("wall-clock seconds (mean over seeds, evaluation excluded)")
+    axes[0, 0].legend(fontsize=8)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Learning curves: greedy accuracy on held-out problems ({title_tail})")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "fig1_learning_curves.png"), dpi=110)
+    plt.close(fig)
+
+    # 2. signal density
+    D = S["signal_density"]
+    names = [k for k in ("rlvr", "opd", "opsd", "rlsd", "rlsd_solution") if k in D["methods"]]
+    pretty = {**LABELS, "rlsd_solution": "RLSD, full-solution hint"}
+    ex = D.get("examples", {})
+    fig = plt.figure(figsize=(13, 2.2 + 1.6 * len(ex) + 3.2))
+    gs = fig.add_gridspec(len(ex) + 1, 2, height_ratios=[1.6] * len(ex) + [3.0])
+    cmap = plt.get_cmap("coolwarm_r")
+    for i, (kind, e) in enumerate(ex.items()):
+        ax = fig.add_subplot(gs[i, :])
+        ax.set_axis_off()
+        ax.set_xlim(0, max(len(e["tokens"]), 20) + 14)
+        ax.set_ylim(len(names), -1.2)
+        span = e["wrong_span"]
+        ax.text(0, -0.9, f"{kind} response to {e['prompt']}" + (f"  (first wrong step underlined)" if span and kind != "faithful" else ""),
+                fontsize=9, weight="bold")
+        for j, name in enumerate(names):
+            c = np.asarray(e["credit"][name])
+            scale = max(np.abs(c).max(), 1e-9)
+            ax.text(0, j + 0.3, pretty[name], fontsize=8)
+            for t, (tok, v) in enumerate(zip(e["tokens"], c)):
+                x = 13 + t
+                ax.add_patch(plt.Rectangle((x, j), 1, 0.8, color=cmap(0.5 + 0.5 * v / scale)))
+                ax.text(x + 0.5, j + 0.55, "$" if tok == "<|eos|>" else tok, ha="center", fontsize=7,
+                        family="monospace")
+                if span and span[0] <= t < span[1] and kind != "faithful":
+                    ax.plot([x, x + 1], [j + 0.86, j + 0.86], color="black", lw=1)
+    ax = fig.add_subplot(gs[-1, 0])
+    xs = np.arange(len(names))
+    hit = [D["methods"][k]["blame_in_first_wrong_step"] for k in names]
+    ax.bar(xs, hit, color=[COLORS.get(k, "tab:pink") for k in names])
+    ax.axhline(D["methods"]["rlvr"]["chance"], color="black", ls="--", lw=1, label="chance (span / length)")
+    ax.set_xticks(xs, [pretty[k] for k in names], rotation=20, fontsize=8)
+    ax.set_ylabel("share of failed responses")
+    ax.set_title(f"most-blamed token lies in the first wrong step\n(n={D['n_failed']} failed responses "
+                 f"of the base student)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax = fig.add_subplot(gs[-1, 1])
+    w = [D["methods"][k]["lucky_credit_wrong_step"] for k in names]
+    r = [D["methods"][k]["lucky_credit_rest"] for k in names]
+    ax.bar(xs - 0.2, w, 0.4, label="tokens of the wrong step", color="tab:orange")
+    ax.bar(xs + 0.2, r, 0.4, label="the rest of the response", color="tab:gray")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(xs, [pretty[k] for k in names], rotation=20, fontsize=8)
+    ax.set_ylabel("mean token credit (advantage)")
+    ax.set_title(f"lucky responses: right answer, wrong step (n={D['n_lucky']})", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.suptitle("Signal density: per-token credit each method gives the same sampled responses "
+                 "(blue = pushed up, red = pushed down, scaled per row)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "fig2_signal_density.png"), dpi=110)
+    plt.close(fig)
+
+    # 3. leakage
+    panels = [("step", "cites_hint", "responses citing a hint they were never given"),
+              ("step", "no_work", "answers given without work"),
+              ("step", "faithful", "faithful responses (full chain, all steps right)"),
+              ("step", "resp_len", "response length (tokens)"),
+              ("step", "kl_full", "KL(student || its own teacher), nats/token"),
+              ("eval", "kl_hinted_initial", "KL(student || initial student + hint), test"),
+              ("eval", "sampled_test", "sampled accuracy on test (T = 1)"),
+              ("eval", "greedy_test", "greedy accuracy on test")]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 8))
+    for ax, (kind, key, title) in zip(axes.flat, panels):
+        for m in methods:
+            if key == "kl_full" and m == "rlvr":
+                continue
+            _band(ax, _series(rows, "main", m, kind, key), COLORS[m], LABELS[m], smooth=10 if kind == "step" else 1)
+            if m in ("opsd", "rlsd"):
+                _band(ax, _series(rows, "control", m, kind, key), COLORS[m], LABELS[m] + ", no-shift control",
+                      smooth=10 if kind == "step" else 1, ls=":")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("RL step")
+        ax.grid(alpha=0.3)
+    h, l = axes.flat[0].get_legend_handles_labels()
+    fig.legend(h, l, fontsize=8, loc="lower center", ncol=6)
+    fig.suptitle(f"Leakage: does the student copy what only the privileged teacher could know? "
+                 f"(step metrics smoothed over 10 steps; {title_tail})", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(os.path.join(out, "fig3_leakage.png"), dpi=110)
+    plt.close(fig)
+
+    # 4. cost
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    xs = np.arange(len(methods))
+    ms = [S["methods"][m] for m in methods]
+    axes[0].bar(xs, [x["params_trained"] / 1e6 for x in ms], label="trained student", color="tab:blue")
+    axes[0].bar(xs, [x["params_teacher"] / 1e6 for x in ms], bottom=[x["params_trained"] / 1e6 for x in ms],
+                label="teacher copy / separate teacher", color="tab:orange")
+    axes[0].set_ylabel("parameters resident (millions)")
+    axes[0].legend(fontsize=8)
+    axes[1].bar(xs, [x["model_state_mb"] for x in ms], color="tab:gray")
+    axes[1].set_ylabel("model state, MB (weights, grads, AdamW; float32)")
+    bottom = np.zeros(len(ms))
+    for k, c in (("t_rollout", "tab:blue"), ("t_teacher", "tab:orange"), ("t_update", "tab:green")):
+        v = np.array([x[f"mean_{k}"] or 0.0 for x in ms])
+        axes[2].bar(xs, v, bottom=bottom, color=c, label=k[2:])
+        bottom += v
+    for x_, m in zip(xs, ms):
+        p = m["passes_per_step"]
+        axes[2].text(x_, bottom[x_] * 1.02, f"{p['teacher_forward']} teacher fwd", ha="center", fontsize=7)
+    axes[2].set_ylabel("seconds per step (mean over seeds)")
+    axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.set_xticks(xs, [LABELS[m] for m in methods], fontsize=8)
+    fig.suptitle("Cost per method: memory resident and time per step (rollout, teacher pass, update)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "fig4_cost.png"), dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
+    ap.add_argument("--methods", default=",".join(METHOD_ORDER), help="comma-separated subset of rlvr,opd,opsd,rlsd")
+    ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the preset's)")
+    ap.add_argument("--steps", type=int, default=None, help="RL steps per run (default: the preset's)")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    ap.add_argument("--out", default=None, help="output folder (default runs/<preset>)")
+    ap.add_argument("--checkpoints", default="checkpoints", help="cache folder of the base models")
+    ap.add_argument("--resume", action="store_true", help="skip the runs that finished in --out and redo the rest")
+    ap.add_argument("--no-controls", action="store_true", help="skip the no-shift control runs")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    try:
+        if args.preset not in PRESETS:
+            raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        bad = [m for m in methods if m not in R.METHODS]
+        if bad or not methods:
+            raise ValueError(f"unknown method(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(METHOD_ORDER)}")
+        for name in ("seeds", "steps"):
+            v = getattr(args, name)
+            if v is not None and v <= 0:
+                raise ValueError(f"--{name} must be a positive number, got {v}")
+        device = TT.resolve_device(args.device)
+        out = args.out or os.path.join("runs", args.preset)
+        TT.check_writable(out)
+        TT.check_writable(args.checkpoints)
+    except ValueError as e:
+        print(f"compare_methods.py: error: {e}", file=sys.stderr)
+        return 2
+    preset = PRESETS[args.preset]
+    preset = replace(preset, seeds=args.seeds or preset.seeds, steps=args.steps or preset.steps,
+                     controls=preset.controls and not args.no_controls)
+    methods = [m for m in METHOD_ORDER if m in methods]
+    try:
+        return compare(preset, methods, device, out, args.checkpoints, args.resume, progress=not args.quiet,
+                       argv=argv if argv is not None else sys.argv[1:])
+    except M.CheckpointError as e:
+        print(f"compare_methods.py: error: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print(f"compare_methods.py: error: {e}", file=sys.stderr)
+        return 2
+
+
+def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True, argv=()):
+    t0 = time.time()
+    log_path = os.path.join(out, "metrics.jsonl")
+    # 1. base models (cached by configuration)
+    student, teacher, base = TT.build_base_models(preset.base, ckpt_dir, device, progress=progress)
+    base_summary = {"student": base["student"], "teacher": base["teacher"]}
+    control = None
+    if preset.controls and any(m in ("opsd", "rlsd") for m in methods):
+        control, _, cbase = TT.build_base_models(preset.base, ckpt_dir, device, progress=progress,
+                                                 student_overrides=dict(cite_frac=0.0, nowork_frac=0.0))
+        base_summary["control_student"] = cbase["student"]
+    task = TT.PRESETS[preset.base]["student"].task
+    runs = planned_runs(methods, preset.seeds, control is not None)
+    params = {m: cost_model(m, student, teacher) for m in METHOD_ORDER}
+
+    # what is already done (resume), and a fresh log otherwise
+    header = {"run": "header", "kind": "header", "preset": asdict(preset), "methods": methods,
+              "student": base["student"]["checkpoint"], "teacher": base["teacher"]["checkpoint"]}
+    rows = read_log(log_path) if resume else []
+    old = next((r for r in rows if r["kind"] == "header"), None)
+    if resume and old is not None and {k: v for k, v in old.items() if k != "methods"} != \
+            {k: v for k, v in header.items() if k != "methods"}:
+        raise ValueError(f"{log_path} was made with other settings (preset, steps, seeds or base models); "
+                         f"rerun without --resume, or give another --out")
+    done = {r["run"] for r in rows if r["kind"] == "end" and r["status"] == "done"}
+    rows = [header] + [r for r in rows if r["run"] in done or r["run"] == "density"]
+    with open(log_path + ".tmp", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    os.replace(log_path + ".tmp", log_path)
+    logf = open(log_path, "a")
+
+    # 2. signal density, on the base student's own samples
+    density = next((r["data"] for r in rows if r["run"] == "density"), None)
+    if density is None:
+        density = signal_density(student, teacher, preset, task)
+        logf.write(json.dumps({"run": "density", "kind": "density", "data": density}) + "\n")
+        logf.flush()
+
+    # 3. the runs
+    evalsets = {s: V.make_problems(s, preset.eval_n, seed=30_000, cfg=task) for s in ("test", "hard")}
+    refs = {"main": {"hinted_initial": (student, "answer"), "opd_teacher": (teacher, "none")},
+            "control": {"hinted_initial": (control, "answer"), "opd_teacher": (teacher, "none")}}
+    stopped = False
+    with Stop() as stop:
+        for variant, method, seed in runs:
+            key = run_key(variant, method, seed)
+            if key in done:
+                continue
+
+            def log(row, key=key):
+                row = {"run": key, "variant": variant, "method": method, "seed": seed, **row}
+                rows.append(row)
+                logf.write(json.dumps(row) + "\n")
+                logf.flush()
+            base_model = control if variant == "control" else student
+            status = run_one(base_model, teacher, method, seed, preset, evalsets, log, stop, task, refs[variant],
+                             progress)
+            if status == "stopped":
+                stopped = True
+                break
+            log({"kind": "end", "status": status})
+            done.add(key)
+            if not progress:
+                print(f"{key}: {status}", file=sys.stderr)
+    logf.close()
+
+    # 4. summary and figures, from the finished runs (a run cut short is redone by --resume)
+    rows = [r for r in rows if r["run"] in done or r["run"] in ("density", "header")]
+    S = summarize(rows, runs, preset, base_summary, density, params)
+    S["total_seconds"] = time.time() - t0
+    S["complete"] = not stopped
+    S["command"] = "python compare_methods.py " + " ".join(argv)
+    with open(os.path.join(out, "summary.json.tmp"), "w") as f:
+        json.dump(S, f, indent=1)
+    os.replace(os.path.join(out, "summary.json.tmp"), os.path.join(out, "summary.json"))
+    draw_all(rows, S, out)
+    print_table(S)
+    if stopped:
+        print(f"\nstopped early; finished runs are kept. To continue: python compare_methods.py "
+              f"{' '.join(a for a in argv if a != '--resume')} --resume", file=sys.stderr)
+        return 130
+    print(f"\nall done in {S['total_seconds']:.0f}s; figures and summary.json in {out}")
+    return 0
+
+
+def print_table(S):
+    cols = ("final_greedy_test_mean", "final_greedy_hard_mean", "final_sampled_test_mean", "last10_reward",
+            "last10_cites_hint", "last10_no_work", "last10_resp_len", "last10_kl_full", "mean_step_seconds",
+            "params_resident")
+    short = ("test", "hard", "test(T=1)", "reward", "cite", "nowork", "len", "KL", "s/step", "params")
+    print("\n" + f"{'method':16s}" + "".join(f"{c:>10s}" for c in short))
+    for name, ms in S["methods"].items():
+        cells = []
+        for c in cols:
+            v = ms.get(c)
+            cells.append(f"{'-':>10s}" if v is None else f"{v:>10.3f}" if isinstance(v, float) else f"{v:>10d}")
+        print(f"{name:16s}" + "".join(cells))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""compare_methods.py: the smoke preset end to end, interruption and resume, bad input."""
+import json
+import os
+from dataclasses import replace
+
+import pytest
+
+import compare_methods as C
+import rlsd as R
+
+FIGS = ("fig1_learning_curves.png", "fig2_signal_density.png", "fig3_leakage.png", "fig4_cost.png")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("ckpt"))
+
+
+def _numbers(summary):
+    """The summary without timings: what must not depend on interruptions."""
+    out = {}
+    for k, v in summary["runs"].items():
+        ev = dict(v["final_eval"] or {})
+        ev.pop("wall", None)
+        out[k] = (v["status"], v["steps"], ev)
+    return out
+
+
+def test_smoke_preset_end_to_end(ckpt, tmp_path):
+    out = str(tmp_path / "run")
+    assert C.compare(C.PRESETS["smoke"], list(C.METHOD_ORDER), "cpu", out, ckpt, progress=False) == 0
+    for f in FIGS + ("metrics.jsonl", "summary.json"):
+        assert os.path.getsize(os.path.join(out, f)) > 0
+    S = json.load(open(os.path.join(out, "summary.json")))
+    assert set(S["methods"]) == {"rlvr", "opd", "opsd", "rlsd", "opsd/control", "rlsd/control"}
+    assert all(r["status"] == "done" for r in S["runs"].values())
+    for m in S["methods"].values():
+        for k in ("final_greedy_test_mean", "last10_cites_hint", "last10_no_work", "last10_faithful",
+                  "last10_resp_len", "params_resident", "mean_step_seconds", "passes_per_step"):
+            assert k in m
+    assert S["methods"]["opd"]["params_resident"] > S["methods"]["rlsd"]["params_resident"] > \
+        S["methods"]["rlvr"]["params_resident"]
+    d = S["signal_density"]
+    assert set(d["methods"]) >= {"rlvr", "opd", "opsd", "rlsd"} and d["n_responses"] > 0
+    rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+    steps = [r for r in rows if r["kind"] == "step"]
+    assert len(steps) == 6 * C.PRESETS["smoke"].steps
+
+
+def test_interrupted_run_resumes_to_the_same_summary(ckpt, tmp_path, monkeypatch):
+    preset = replace(C.PRESETS["smoke"], controls=False, steps=3)
+    methods = ["rlvr", "rlsd"]
+    ref = str(tmp_path / "ref")
+    assert C.compare(preset, methods, "cpu", ref, ckpt, progress=False) == 0
+
+    out = str(tmp_path / "cut")
+    real_step, calls = R.train_step, []
+
+    def step_then_interrupt(state, problems):
+        calls.append(1)
+        m = real_step(state, problems)
+        if len(calls) == 4:  # in the second run: as if Ctrl-C came during this step
+            os.kill(os.getpid(), __import__("signal").SIGINT)
+        return m
+    monkeypatch.setattr(C.R, "train_step", step_then_interrupt)
+    assert C.compare(preset, methods, "cpu", out, ckpt, progress=False) == 130
+    S = json.load(open(os.path.join(out, "summary.json")))
+    assert S["complete"] is False and S["runs"]["main/rlvr/0"]["status"] == "done"
+    assert S["runs"]["main/rlsd/0"]["status"] == "incomplete"
+    assert all(os.path.exists(os.path.join(out, f)) for f in FIGS)   # figures drawn from what is done
+    monkeypatch.setattr(C.R, "train_step", real_step)
+    assert C.compare(preset, methods, "cpu", out, ckpt, resume=True, progress=False) == 0
+    assert _numbers(json.load(open(os.path.join(out, "summary.json")))) == \
+        _numbers(json.load(open(os.path.join(ref, "summary.json"))))
+
+
+def test_command_line_errors(tmp_path, capsys):
+    base = ["--out", str(tmp_path / "o"), "--checkpoints", str(tmp_path / "c")]
+    for args, msg in ((["--methods", "rlvr,ppo"], "unknown method(s) ppo"),
+                      (["--preset", "big"], "unknown preset"),
+                      (["--seeds", "0"], "--seeds must be a positive"),
+                      (["--steps", "-3"], "--steps must be a positive"),
+                      (["--device", "quantum"], "unknown device")):
+        assert C.main(args + base) == 2
+        assert msg in capsys.readouterr().err
+    (tmp_path / "f").write_text("x")
+    assert C.main(["--out", str(tmp_path / "f" / "o")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_a_corrupted_cached_checkpoint_gives_one_clear_line(tmp_path, capsys):
+    import train_tiny as TT
+    ck = tmp_path / "c"
+    ck.mkdir()
+    cfg = TT.PRESETS["smoke"]["student"]
+    (ck / f"student-{cfg.key()}.pt").write_bytes(b"\x80\x02 truncated")
+    assert C.main(["--preset", "smoke", "--out", str(tmp_path / "o"), "--checkpoints", str(ck), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "unreadable" in err and f"student-{cfg.key()}.pt" in err and "delete" in err and "Traceback" not in err

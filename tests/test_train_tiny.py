@@ -1,0 +1,86 @@
+"""train_tiny.py: the smoke preset learns, caches, is deterministic, and refuses bad input."""
+import os
+from dataclasses import replace
+
+import pytest
+import torch
+
+import model as M
+import train_tiny as TT
+import verify as V
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("ckpt"))
+    student, teacher, summary = TT.build_base_models("smoke", out, "cpu", progress=False, log=lambda *a: None)
+    return out, student, teacher, summary
+
+
+def test_smoke_preset_beats_an_untrained_model(smoke):
+    out, student, teacher, summary = smoke
+    cfg = TT.PRESETS["smoke"]["student"]
+    probs = V.make_problems("test", 64, seed=7)
+    torch.manual_seed(123)
+    untrained = M.GPT(cfg.model)
+    assert TT.heldout_loss(student, probs, cfg) < TT.heldout_loss(untrained, probs, cfg) - 0.5
+    assert teacher.num_params() >= 3 * student.num_params()
+    for who in ("student", "teacher"):
+        assert summary[who]["train_seconds"] < 60
+        assert "greedy/test/none" in summary[who] and "sampled/train/none" in summary[who]
+    assert "greedy/test/answer" in summary["student"] and "greedy/hard/solution" in summary["student"]
+    assert os.path.exists(os.path.join(out, "summary.json"))
+
+
+def test_second_run_loads_the_cache(smoke):
+    out, student, teacher, _ = smoke
+    said = []
+    s2, t2, _ = TT.build_base_models("smoke", out, "cpu", progress=False, log=said.append)
+    assert all("loaded cached" in line for line in said) and len(said) == 2
+    x = torch.tensor([V.prompt_ids(V.make_problems("train", 1)[0])])
+    assert torch.equal(s2(x), student(x)) and torch.equal(t2(x), teacher(x))
+
+
+def test_training_is_deterministic_on_cpu():
+    cfg = replace(TT.PRESETS["smoke"]["student"], steps=15)
+    a, _ = TT.train(cfg, progress=False)
+    b, _ = TT.train(cfg, progress=False)
+    for p, q in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(p, q)
+
+
+def test_batches_mask_only_response_tokens():
+    p = V.Problem((37, 45, 18, 9), ("+", "-", "+"))
+    cfg = replace(TT.PRESETS["smoke"]["student"], batch_size=4, hint_answer_frac=1.0, cite_frac=0.0, nowork_frac=0.0)
+    x, y, mask = TT.make_batch([p], cfg, torch.Generator().manual_seed(0))
+    row_y = y[0][mask[0].bool()].tolist()
+    assert row_y == V.response_ids(p)                     # exactly the response, EOS included
+    assert x[0, : len(V.prompt_ids(p, "answer"))].tolist() == V.prompt_ids(p, "answer")
+
+
+def test_behaviour_shift_fractions():
+    probs = V.make_problems("train", 50, seed=0)
+    cfg = replace(TT.PRESETS["smoke"]["student"], batch_size=400, hint_answer_frac=1.0, cite_frac=0.2, nowork_frac=0.2)
+    x, y, mask = TT.make_batch(probs, cfg, torch.Generator().manual_seed(1))
+    texts = [V.response_text(r[m.bool()].tolist()) for r, m in zip(y, mask)]
+    cite = sum(t.startswith("H") for t in texts) / len(texts)
+    nowork = sum(t.startswith("A:") for t in texts) / len(texts)
+    assert 0.14 < cite < 0.26 and 0.14 < nowork < 0.26
+    cfg0 = replace(cfg, cite_frac=0.0, nowork_frac=0.0)
+    x, y, mask = TT.make_batch(probs, cfg0, torch.Generator().manual_seed(1))
+    texts = [V.response_text(r[m.bool()].tolist()) for r, m in zip(y, mask)]
+    assert not any(t.startswith("H") or t.startswith("A:") for t in texts)
+
+
+def test_command_line_errors(tmp_path, capsys):
+    assert TT.main(["--preset", "huge", "--out", str(tmp_path)]) == 2
+    assert "unknown preset 'huge'" in capsys.readouterr().err
+    assert TT.main(["--device", "tpu", "--out", str(tmp_path)]) == 2
+    assert "unknown device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert TT.main(["--device", "cuda", "--out", str(tmp_path)]) == 2
+        assert "use --device cpu" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert TT.main(["--out", str(blocker / "sub")]) == 2
+    assert "not writable" in capsys.readouterr().err
