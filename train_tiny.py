@@ -181,7 +181,7 @@ def resolve_device(name):
     return name
 
 
-def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=None):
+def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=None, pool=20_000):
     """Train one model from scratch; returns (model, seconds). Deterministic on CPU for a
     given cfg (seeded init and seeded batches).
 
@@ -195,7 +195,7 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     torch.manual_seed(cfg.seed)
     model = M.GPT(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-    problems = V.make_problems("train", 20_000, seed=cfg.seed, cfg=cfg.task)
+    problems = V.make_problems("train", pool, seed=cfg.seed, cfg=cfg.task)  # batches are drawn from these
     rng = torch.Generator().manual_seed(cfg.seed)
     first = 0
     if trunk_path and os.path.exists(trunk_path):

@@ -11,14 +11,16 @@ import train_tiny as TT
 import verify as V
 
 EASY = V.TaskConfig(min_operands=2, max_operands=3, max_value=9)
+import os
+STEPS = int(os.environ.get("EASY_STEPS", "400"))
 
 
 @pytest.fixture(scope="module")
 def easy_student():
     # a small student trained only part-way on one-digit chains (sampled reward ~0.2-0.5)
     cfg = TT.SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=64), task=EASY,
-                       steps=250, batch_size=64, lr=2e-3, warmup=20, seed=0)
-    model, _ = TT.train(cfg, progress=False)
+                       steps=STEPS, batch_size=64, lr=2e-3, warmup=20, seed=0)
+    model, _ = TT.train(cfg, progress=False, pool=2000)
     return model
 
 
