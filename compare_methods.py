@@ -1,6 +1,6 @@
 """compare_methods.py: RLVR, OPD, OPSD and RLSD side by side from the same base model.
 
-    python compare_methods.py                  # default preset: a laptop CPU, minutes
+    python compare_methods.py                  # default preset: a laptop CPU (~14 min + base models)
     python compare_methods.py --preset smoke   # seconds; what the tests run
     python compare_methods.py --preset full --device cuda
 
@@ -56,8 +56,8 @@ class Preset:
 PRESETS = {
     "smoke": Preset(base="smoke", steps=4, seeds=1, prompts_per_step=4, group_size=4, lr=1e-4,
                     eval_every=2, eval_n=16, density_prompts=16),
-    # lr 1e-4 was picked on train reward alone: at 2e-4 GRPO's train reward collapsed within
-    # 50 steps, at 5e-5 and below nothing moved within the budget (README, "Settings tried")
+    # lr 1e-4 was picked on train reward alone: at 2e-4 GRPO's train reward collapsed, at 5e-5
+    # and below nothing moved within the budget (README, "Settings tried")
     "default": Preset(base="default", steps=100, seeds=3, prompts_per_step=8, group_size=8, lr=1e-4,
                       eval_every=20, eval_n=200, density_prompts=256),
     "full": Preset(base="full", steps=400, seeds=5, prompts_per_step=16, group_size=8, lr=1e-4,
@@ -559,6 +559,7 @@ def main(argv=None):
 
 def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True, argv=()):
     t0 = time.time()
+    os.makedirs(out, exist_ok=True)
     log_path = os.path.join(out, "metrics.jsonl")
     # 1. base models (cached by configuration)
     student, teacher, base = TT.build_base_models(preset.base, ckpt_dir, device, progress=progress)

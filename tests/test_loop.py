@@ -96,8 +96,9 @@ def test_alignment_helper_matches_a_direct_forward(models):
                 assert torch.allclose(lp[b, :len(r)], direct, atol=1e-5)
 
 
-def test_teacher_weights_modes(models):
+def test_teacher_weights_modes(models, monkeypatch):
     student, teacher = models
+    monkeypatch.setattr(R.V, "reward", lambda p, t: 1.0 if len(t) < 12 else 0.0)  # a GRPO signal
     opsd = R.make_state(student, cfg("opsd"), seed=0)
     rlsd = R.make_state(student, cfg("rlsd", refresh_every=2), seed=0)
     live = R.make_state(student, cfg("rlsd", teacher_weights="live"), seed=0)
