@@ -1,4 +1,4 @@
-"""rlsd.py: the four post-training objectives as pure functions, and (later) the on-policy loop.
+"""rlsd.py: the four post-training objectives as pure functions, then the on-policy loop.
 
 The objectives are GRPO (RLVR), OPD (on-policy distillation from a larger teacher), OPSD
 (on-policy self-distillation with privileged context) and RLSD (RLVR with self-distillation).
