@@ -97,3 +97,11 @@ def test_a_corrupted_cached_checkpoint_gives_one_clear_line(tmp_path, capsys):
     assert C.main(["--preset", "smoke", "--out", str(tmp_path / "o"), "--checkpoints", str(ck), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "unreadable" in err and f"student-{cfg.key()}.pt" in err and "delete" in err and "Traceback" not in err
+
+
+def test_resume_with_other_settings_is_refused(ckpt, tmp_path):
+    preset = replace(C.PRESETS["smoke"], controls=False, steps=2)
+    out = str(tmp_path / "r")
+    assert C.compare(preset, ["rlvr"], "cpu", out, ckpt, progress=False) == 0
+    with pytest.raises(ValueError, match="other settings"):
+        C.compare(replace(preset, steps=3), ["rlvr"], "cpu", out, ckpt, resume=True, progress=False)
