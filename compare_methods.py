@@ -111,7 +111,7 @@ def evaluate_policy(policy, evalsets, seed, references):
     probs = evalsets["test"][:64]
     cfg = R.RLConfig(group_size=2)
     roll = R.rollout(policy, probs, cfg, torch.Generator(device=policy.wte.weight.device).manual_seed(seed))
-    plain = [V.prompt_ids(p) for p in roll.problems]
+    plain = roll.contexts
     logits = R.response_logits(policy, plain, roll.tokens)
     for name, (ref, hint) in references.items():
         ref_logits = R.response_logits(ref, [V.prompt_ids(p, hint) for p in roll.problems], roll.tokens)
@@ -179,7 +179,7 @@ def signal_density(student, teacher, preset, task, seed=0):
     gen = torch.Generator(device=student.wte.weight.device).manual_seed(seed)
     roll = R.rollout(student, probs, cfg, gen)
     student.eval()
-    plain = [V.prompt_ids(p) for p in roll.problems]
+    plain = roll.contexts
     logp = M.token_logprobs(R.response_logits(student, plain, roll.tokens), roll.tokens)
     lp_ans = M.token_logprobs(R.response_logits(student, [V.prompt_ids(p, "answer") for p in roll.problems],
                                                 roll.tokens), roll.tokens)
@@ -384,7 +384,6 @@ def draw_all(rows, S, out):
             _band(axes[i, 0], ser, COLORS[m], LABELS[m])
             wall = _series(rows, "main", m, "eval", "wall")
             if ser and wall:
-                n = min(len(v[1]) for v in ser.values())
                 wx = lambda s_, n_: np.mean([w[1][:n_] for w in wall.values()], axis=0)
                 _band(axes[i, 1], ser, COLORS[m], LABELS[m], xkey=wx)
         axes[i, 0].set_ylabel(f"greedy accuracy on {split}")
@@ -412,7 +411,7 @@ def draw_all(rows, S, out):
         ax.set_xlim(0, max(len(e["tokens"]), 20) + 14)
         ax.set_ylim(len(names), -1.2)
         span = e["wrong_span"]
-        ax.text(0, -0.9, f"{kind} response to {e['prompt']}" + (f"  (first wrong step underlined)" if span and kind != "faithful" else ""),
+        ax.text(0, -0.9, f"{kind} response to {e['prompt']}" + ("  (first wrong step underlined)" if span and kind != "faithful" else ""),
                 fontsize=9, weight="bold")
         for j, name in enumerate(names):
             c = np.asarray(e["credit"][name])

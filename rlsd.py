@@ -338,6 +338,7 @@ class RLConfig:
 @dataclass
 class Rollout:
     problems: list          # B problems, group-contiguous: each prompt repeated G times
+    contexts: list          # B token-id lists the samples were drawn from (BOS + prompt)
     tokens: torch.Tensor    # (B, T) sampled response tokens, EOS included, PAD after
     mask: torch.Tensor      # (B, T) 1.0 on response tokens (EOS included), 0.0 on padding
     rewards: torch.Tensor   # (B,) verifier reward, 1.0 or 0.0
@@ -351,7 +352,8 @@ def rollout(policy, problems, cfg, generator):
     policy.eval()
     dev = policy.wte.weight.device
     group = [p for p in problems for _ in range(cfg.group_size)]
-    tokens = policy.generate([V.prompt_ids(p) for p in group], cfg.max_new_tokens, eos_id=V.EOS, pad_id=V.PAD,
+    contexts = [V.prompt_ids(p) for p in group]
+    tokens = policy.generate(contexts, cfg.max_new_tokens, eos_id=V.EOS, pad_id=V.PAD,
                              temperature=cfg.temperature, generator=generator)
     # a token is part of the response if no EOS came before it (EOS itself included)
     eos_before = torch.cumsum((tokens == V.EOS).long(), dim=1) - (tokens == V.EOS).long()
@@ -360,7 +362,7 @@ def rollout(policy, problems, cfg, generator):
     tokens, mask = tokens[:, :T], mask[:, :T]
     texts = [V.response_text(r) for r in tokens.tolist()]
     rewards = torch.tensor([V.reward(p, t) for p, t in zip(group, texts)], device=dev)
-    return Rollout(group, tokens, mask, rewards, [V.check_steps(p, t) for p, t in zip(group, texts)])
+    return Rollout(group, contexts, tokens, mask, rewards, [V.check_steps(p, t) for p, t in zip(group, texts)])
 
 
 def response_logits(model, contexts, tokens):
@@ -508,7 +510,7 @@ def train_step(state, problems):
 
     # 3. objective, 4. update
     policy.train()
-    logits = response_logits(policy, [V.prompt_ids(p) for p in roll.problems], roll.tokens)
+    logits = response_logits(policy, roll.contexts, roll.tokens)  # the student: the prompt alone
     logp = M.token_logprobs(logits, roll.tokens)
     loss, token_adv = objective(Step(roll, logits, logp, teacher_logits, logp_teacher, step), cfg)
     for g in state.optimizer.param_groups:
