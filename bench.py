@@ -95,7 +95,7 @@ def bench_train_step(cfg, device, repeats):
         opt.step()
     t = timed(step, device, repeats)
     B, T = x.shape
-    n = model.num_params() - model.wpe.weight.numel()
+    n = model.num_params() - (model.wpe.weight.numel() if model.wpe is not None else 0)  # position table: no matmul
     flops = 6 * n * B * T + 6 * cfg.model.n_layer * B * T * T * cfg.model.n_embd
     return {"tokens_per_s": B * T / t, "flops_per_s": flops / t, "batch_tokens": B * T, "seconds": t}
 

@@ -31,6 +31,7 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
+    pos: str = "rope"        # rope (rotary, relative) | learned (absolute, GPT-2)
 
 
 class CausalSelfAttention(nn.Module):
@@ -42,11 +43,13 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
-    def forward(self, x, attn_mask=None, cache=None, layer=0):
+    def forward(self, x, attn_mask=None, cache=None, layer=0, rot=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, nh, T, hs)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if rot is not None:
+            q, k = rotate(q, *rot), rotate(k, *rot)
         if cache is not None:
             k, v = cache.append(layer, k, v)  # all keys/values so far: (B, nh, T_total, hs)
         drop = self.dropout if self.training else 0.0
@@ -56,6 +59,20 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.proj(y)
+
+
+def rotary(pos, head_size, base=10000.0):
+    """cos and sin of the rotary angles pos * base^(-2i/head_size), shaped (B, 1, T, hs/2)."""
+    freq = base ** (-torch.arange(0, head_size, 2, device=pos.device, dtype=torch.float32) / head_size)
+    ang = pos.unsqueeze(-1).float() * freq
+    return ang.cos().unsqueeze(1), ang.sin().unsqueeze(1)
+
+
+def rotate(x, cos, sin):
+    """Rotary position embedding (RoFormer): rotate each pair (x1_i, x2_i) of the head by
+    its angle, so that q.k depends on the two positions only through their distance."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
 
 
 class MLP(nn.Module):
@@ -76,8 +93,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.n_embd)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, attn_mask=None, cache=None, layer=0):
-        x = x + self.attn(self.ln1(x), attn_mask, cache, layer)
+    def forward(self, x, attn_mask=None, cache=None, layer=0, rot=None):
+        x = x + self.attn(self.ln1(x), attn_mask, cache, layer, rot)
         return x + self.mlp(self.ln2(x))
 
 
@@ -116,7 +133,7 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
@@ -160,9 +177,14 @@ class GPT(nn.Module):
                 mask = (torch.arange(past + 1, device=idx.device) >= start.view(-1, 1)).view(B, 1, 1, past + 1)
             else:
                 mask = padded_attention_mask(start, past, past + T, past + T)
-        x = self.wte(idx) + self.wpe(pos)
+        x = self.wte(idx)
+        rot = None
+        if self.wpe is not None:
+            x = x + self.wpe(pos)
+        else:
+            rot = rotary(pos, self.cfg.n_embd // self.cfg.n_head)
         for layer, block in enumerate(self.blocks):
-            x = block(x, mask, cache, layer)
+            x = block(x, mask, cache, layer, rot)
         return self.lm_head(self.ln_f(x))
 
     @torch.no_grad()

@@ -1,24 +1,31 @@
 """verify.py: the arithmetic task, its tokenizer, the reward and the step checker.
 
 The task is a chain of additions and subtractions. The model must work it left to right,
-one small step at a time, then give the answer:
+one small step at a time, then give the answer. Every number is written least-significant
+digit first (37 is written "73"), so a human reads the chain 37+45-18+9 = 73 as:
 
-    prompt:    37+45-18+9=
-    response:  37+45=82;82-18=64;64+9=73;A:73<eos>
+    prompt:    73+54-81+9=
+    response:  73+54=28;28-81=46;46+9=37;A:37<eos>
 
 Why this shape: every step is a two-operand sum a tiny transformer can learn, each step
 can be checked on its own (so we can say *where* a wrong response went wrong, which is
-what the signal-density figure needs), and the answer field is trivial to parse.
-Intermediate results may be negative ("37-45=-8;-8+9=1").
+what the signal-density figure needs), and the answer field is trivial to parse. Why the
+reversed digits: the model writes a result one digit at a time, and least-significant
+first it can carry as it goes, as one does on paper (the trick of minGPT's adder demo and
+of Lee et al. 2023, arXiv 2307.03381). Measured here, it took a 2.8M-parameter model from
+90% test accuracy at about 2100 training steps to about 800 (README, "Base models").
+`flip` turns task text into human text and back (it reverses every run of digits).
+By default no running result goes below zero (`allow_negative=False`), also because it
+learns faster; the parser and the checker still read negative numbers ("-51" is -15).
 
 The privileged teacher (OPSD, RLSD) sees a hint between the prompt and the response:
 
-    answer hint:          37+45-18+9=H73|
-    full-solution hint:   37+45-18+9=H37+45=82;82-18=64;64+9=73;A:73|
+    answer hint:          73+54-81+9=H37|
+    full-solution hint:   73+54-81+9=H73+54=28;28-81=46;46+9=37;A:37|
 
 and, in the hinted training data only, part of the responses carry the "behaviour shift"
 that large privileged teachers show (EXPERIMENT.md): they restate the hint first
-("H73;37+45=82;...") or answer without work ("A:73"). A student that never sees a hint but
+("H37;73+54=28;...") or answer without work ("A:37"). A student that never sees a hint but
 writes "H..." is citing information it was never given; that is the leak we measure.
 
 Model output is data: responses are matched against fixed regular expressions of ASCII
@@ -79,6 +86,24 @@ def response_text(ids):
     return "".join(out)
 
 
+# ---------------------------------------------------------------- numbers
+
+def num(n):
+    """An integer in task notation: sign first, then the digits least-significant first
+    (37 -> "73", -15 -> "-51", 100 -> "001")."""
+    return ("-" if n < 0 else "") + str(abs(n))[::-1]
+
+
+def flip(text):
+    """Reverse every run of digits: task notation <-> human notation, both ways."""
+    return re.sub(r"[0-9]+", lambda m: m.group()[::-1], text)
+
+
+def _int(s):
+    """Inverse of num for a canonical string (the regular expressions below check that)."""
+    return -int(s[1:][::-1]) if s.startswith("-") else int(s[::-1])
+
+
 # ---------------------------------------------------------------- problems and splits
 
 @dataclass(frozen=True)
@@ -87,7 +112,7 @@ class TaskConfig:
     max_operands: int = 4
     max_value: int = 99      # operands are drawn from 0..max_value
     ops: str = "+-"
-    allow_negative: bool = True   # False: redraw problems whose running result drops below 0
+    allow_negative: bool = False  # False: redraw problems whose running result drops below 0
     # `hard`: problems of the training shape at its hard end: max_operands operands,
     # all of them two-digit, and every step carries or borrows in the units digit.
 
@@ -99,7 +124,7 @@ class Problem:
 
     @property
     def prompt(self):
-        return str(self.operands[0]) + "".join(o + str(x) for o, x in zip(self.ops, self.operands[1:])) + "="
+        return num(self.operands[0]) + "".join(o + num(x) for o, x in zip(self.ops, self.operands[1:])) + "="
 
     @property
     def steps(self):
@@ -117,7 +142,7 @@ class Problem:
 
     @property
     def solution(self):
-        return "".join(f"{l}{o}{r}={v};" for l, o, r, v in self.steps) + f"A:{self.value}"
+        return "".join(f"{num(l)}{o}{num(r)}={num(v)};" for l, o, r, v in self.steps) + f"A:{num(self.value)}"
 
 
 def _apply(a, op, b):
@@ -205,7 +230,7 @@ def hint_text(p, hint):
     if hint == "none":
         return ""
     if hint == "answer":
-        return f"H{p.value}|"
+        return f"H{num(p.value)}|"
     if hint == "solution":
         return f"H{p.solution}|"
     raise ValueError(f"unknown hint {hint!r}; choose one of {HINTS}")
@@ -221,14 +246,14 @@ STYLES = ("work", "cite", "nowork")
 
 def response_str(p, style="work"):
     """A reference response. 'work' is the worked chain; 'cite' restates the hint before
-    working ("H73;..."); 'nowork' states the answer alone ("A:73"). The last two appear only
+    working ("H37;..."); 'nowork' states the answer alone ("A:37"). The last two appear only
     in hinted training data: they are the privileged teacher's behaviour shift."""
     if style == "work":
         return p.solution
     if style == "cite":
-        return f"H{p.value};{p.solution}"
+        return f"H{num(p.value)};{p.solution}"
     if style == "nowork":
-        return f"A:{p.value}"
+        return f"A:{num(p.value)}"
     raise ValueError(f"unknown style {style!r}; choose one of {STYLES}")
 
 
@@ -241,7 +266,8 @@ def response_ids(p, style="work"):
 MAX_RESPONSE_CHARS = 256   # longer text gets reward 0 without being parsed
 MAX_DIGITS = 12            # a longer number is not a number we accept
 
-_NUM = r"(?:0|-?[1-9][0-9]{0,%d})" % (MAX_DIGITS - 1)   # canonical: no '+', no leading zeros, no -0
+_NUM = r"(?:0|-?[0-9]{0,%d}[1-9])" % (MAX_DIGITS - 1)   # canonical: no '+', no leading zeros
+                                                      # (written last, digits reversed), no -0
 _ANSWER = re.compile(r"A:(%s)" % _NUM)
 _STEP = re.compile(r"(%s)([+\-*])(%s)=(%s)" % (_NUM, _NUM, _NUM))
 _CITE = re.compile(r"H.*")
@@ -252,7 +278,8 @@ def parse_answer(response):
 
     The rules (each has a test): the response is split on ';'; exactly one field may start
     with 'A:', and it must be the last non-empty field; its value must be a canonical
-    ASCII integer (optional '-', no leading zeros, no '+', at most 12 digits). Anything
+    ASCII integer in task notation (optional '-', then at most 12 digits, least-significant
+    first, the last one not 0 unless the number is 0: no leading zeros, no '+'). Anything
     else - no answer, two answers, an answer followed by more steps, Unicode or full-width
     digits, control characters, over-long text - gives None.
     """
@@ -265,7 +292,7 @@ def parse_answer(response):
     if len(answers) != 1 or answers[0] != len(fields) - 1:
         return None
     m = _ANSWER.fullmatch(fields[-1])
-    return int(m.group(1)) if m else None
+    return _int(m.group(1)) if m else None
 
 
 def reward(problem, response):
@@ -325,14 +352,14 @@ def check_steps(problem, response):
         if kind == "answer":
             answer_seen = True
             m = _ANSWER.fullmatch(f)
-            ok = m is not None and k == len(chain) and int(m.group(1)) == prev and i == len(spans) - 1
+            ok = m is not None and k == len(chain) and _int(m.group(1)) == prev and i == len(spans) - 1
             if not ok and first_wrong is None:
                 first_wrong = i
             continue
         m = _STEP.fullmatch(f)
         ok = m is not None and k < len(chain) and not answer_seen
         if ok:
-            l, o, r, v = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+            l, o, r, v = _int(m.group(1)), m.group(2), _int(m.group(3)), _int(m.group(4))
             ok = l == prev and o == chain[k][1] and r == chain[k][2] and v == _apply(l, o, r)
             prev = v
         k += 1

@@ -1,7 +1,8 @@
 """The loop learns (about 25 s on 2 cores).
 
 On an easy configuration, a small set of prompts revisited every step, RLVR and RLSD raise
-the sampled reward on those prompts by at least 0.15 within 40 steps, seeded. (On fresh
+the sampled reward on those prompts by at least 0.15 within 40 steps at lr 3e-4, seeded
+(measured: +0.20 to +0.27 over two seeds; at 1e-4, +0.05 to +0.20). (On fresh
 prompts every step, the default setting, this student does not improve: see the README.)
 """
 import pytest
@@ -19,13 +20,13 @@ def easy_student():
     # a small student trained part-way on one-digit chains (sampled reward ~0.15)
     cfg = TT.SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=64), task=EASY,
                        steps=500, batch_size=64, lr=2e-3, warmup=20, seed=0)
-    model, _ = TT.train(cfg, progress=False, pool=2000)
+    model, _, _ = TT.train(cfg, progress=False, pool=2000)
     return model
 
 
 @pytest.mark.parametrize("method", ["rlvr", "rlsd"])
 def test_rl_raises_train_reward(easy_student, method):
-    cfg = R.RLConfig(method=method, prompts_per_step=16, group_size=8, lr=1e-4, warmup=1, max_new_tokens=24)
+    cfg = R.RLConfig(method=method, prompts_per_step=16, group_size=8, lr=3e-4, warmup=1, max_new_tokens=24)
     state = R.make_state(easy_student, cfg, seed=0)
     probs = V.make_problems("train", 16, seed=11, cfg=EASY)
     rewards = [R.train_step(state, probs)["reward"] for _ in range(40)]

@@ -42,9 +42,9 @@ def test_second_run_loads_the_cache(smoke):
 
 
 def test_training_is_deterministic_on_cpu():
-    cfg = replace(TT.PRESETS["smoke"]["student"], steps=15)
-    a, _ = TT.train(cfg, progress=False)
-    b, _ = TT.train(cfg, progress=False)
+    cfg = replace(TT.PRESETS["smoke"]["student"], steps=15, branch_steps=5)
+    a, _, _ = TT.train(cfg, progress=False)
+    b, _, _ = TT.train(cfg, progress=False)
     for p, q in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(p, q)
 
@@ -84,3 +84,27 @@ def test_command_line_errors(tmp_path, capsys):
     blocker.write_text("x")
     assert TT.main(["--out", str(blocker / "sub")]) == 2
     assert "not writable" in capsys.readouterr().err
+
+
+def test_trunk_stops_on_the_train_criterion_and_is_shared(tmp_path, monkeypatch):
+    """The trunk ends at the first check whose sampled train pass rate reaches stop_at; the
+    control student (no shift) reuses that trunk, length included, without re-checking."""
+    rates = iter([0.0, 0.5])
+    calls = []
+
+    def fake_evaluate(model, problems, hint="none", temperature=0.0, seed=0):
+        calls.append((len(problems), temperature))
+        return next(rates)
+    monkeypatch.setattr(TT, "evaluate", fake_evaluate)
+    cfg = replace(TT.PRESETS["smoke"]["student"], steps=40, branch_steps=10, stop_at=0.3, check_every=5)
+    _, _, info = TT.train(cfg, progress=False, trunk_dir=str(tmp_path))
+    assert info == {"trunk_steps": 10, "branch_steps": 10}
+    assert calls == [(200, 1.0), (200, 1.0)]             # sampled (temperature 1) on 200 train problems
+    control = replace(cfg, cite_frac=0.0, nowork_frac=0.0)
+    _, _, info = TT.train(control, progress=False, trunk_dir=str(tmp_path))
+    assert info["trunk_steps"] == 10 and len(calls) == 2  # loaded, not retrained nor re-checked
+    with pytest.raises(ValueError, match="branch_steps"):
+        TT.train(replace(cfg, branch_steps=41), progress=False)
+    off = replace(cfg, stop_at=0.0)
+    _, _, info = TT.train(off, progress=False)
+    assert info["trunk_steps"] == 30 and len(calls) == 2  # no criterion: the full trunk, no checks

@@ -7,17 +7,28 @@ from hypothesis import given, settings, strategies as st
 import verify as V
 
 P = V.Problem((37, 45, 18, 9), ("+", "-", "+"))  # 37+45=82;82-18=64;64+9=73;A:73
+H = V.flip  # human notation -> task notation (digits least-significant first), and back
+
+
+def test_number_notation():
+    assert [V.num(n) for n in (0, 7, 37, 100, -15, 1203)] == ["0", "7", "73", "001", "-51", "3021"]
+    for n in (0, 7, 37, 100, -15, -100, 1203, 10**11):
+        assert V._int(V.num(n)) == n
+    assert V.flip("37+45=82;A:100") == "73+54=28;A:001"
+    assert V.flip(V.flip("a1b23c456;-70")) == "a1b23c456;-70"
 
 
 def test_problem_solution_and_formats():
-    assert P.prompt == "37+45-18+9="
-    assert P.solution == "37+45=82;82-18=64;64+9=73;A:73"
-    assert V.hint_text(P, "answer") == "H73|"
-    assert V.hint_text(P, "solution") == "H37+45=82;82-18=64;64+9=73;A:73|"
-    assert V.response_str(P, "cite") == "H73;" + P.solution
-    assert V.response_str(P, "nowork") == "A:73"
+    assert P.prompt == "73+54-81+9="        # task notation, written out once
+    assert P.solution == "73+54=28;28-81=46;46+9=37;A:37"
+    assert P.solution == H("37+45=82;82-18=64;64+9=73;A:73")
+    assert V.hint_text(P, "answer") == H("H73|")
+    assert V.hint_text(P, "solution") == H("H37+45=82;82-18=64;64+9=73;A:73|")
+    assert V.response_str(P, "cite") == H("H73;") + P.solution
+    assert V.response_str(P, "nowork") == H("A:73")
     neg = V.Problem((5, 20, 3), ("-", "+"))
-    assert neg.solution == "5-20=-15;-15+3=-12;A:-12"
+    assert neg.solution == H("5-20=-15;-15+3=-12;A:-12")
+    assert V.Problem((60, 45), ("+",)).solution == "06+54=501;A:501"
     with pytest.raises(ValueError):
         V.hint_text(P, "bogus")
 
@@ -105,21 +116,24 @@ def test_sympy_check_catches_a_wrong_solver():
     ("A:__import__('os').system('touch /tmp/pwned')", 0.0),
 ])
 def test_reward_edge_cases(response, expected):
-    assert V.reward(P, response) == expected
+    assert V.reward(P, H(response)) == expected
 
 
 def test_minus_zero_is_not_canonical():
     zero = V.Problem((5, 5), ("-",))
     assert V.reward(zero, "5-5=0;A:0") == 1.0
     assert V.reward(zero, "5-5=0;A:-0") == 0.0
+    assert V.reward(V.Problem((60, 40), ("+",)), "A:001") == 1.0
+    assert V.reward(V.Problem((60, 40), ("+",)), "A:100") == 0.0  # task notation: that is 001, not canonical
 
 
 def test_reward_handles_negative_answers_and_non_strings():
     neg = V.Problem((5, 20), ("-",))
-    assert V.reward(neg, "5-20=-15;A:-15") == 1.0
-    assert V.reward(neg, "A:15") == 0.0
+    assert V.reward(neg, H("5-20=-15;A:-15")) == 1.0
+    assert V.reward(neg, "A:-51") == 1.0
+    assert V.reward(neg, H("A:15")) == 0.0
     assert V.reward(P, None) == 0.0
-    assert V.reward(P, b"A:73") == 0.0
+    assert V.reward(P, b"A:37") == 0.0
 
 
 # ---------------------------------------------------------------- step checker
@@ -130,50 +144,50 @@ def test_faithful_response():
 
 
 def test_wrong_step_in_the_middle():
-    r = "37+45=82;82-18=65;65+9=74;A:74"
+    r = H("37+45=82;82-18=65;65+9=74;A:74")
     c = V.check_steps(P, r)
     assert not c.correct and not c.faithful and not c.lucky
-    assert c.first_wrong == 1 and c.wrong_span == (9, 17) and r[9:17] == "82-18=65"
+    assert c.first_wrong == 1 and c.wrong_span == (9, 17) and r[9:17] == H("82-18=65")
 
 
 def test_right_answer_after_a_wrong_step_is_lucky():
-    r = "37+45=81;81-18=64;64+9=73;A:73"  # 37+45 is 82, not 81; the chain then recovers
+    r = H("37+45=81;81-18=64;64+9=73;A:73")  # 37+45 is 82, not 81; the chain then recovers
     c = V.check_steps(P, r)
     assert c.correct and c.lucky and not c.faithful and c.first_wrong == 0 and c.wrong_span == (0, 8)
 
 
 def test_answer_copying_the_last_number_is_not_enough():
-    r = "37+45=82;82-18=64;64+9=75;A:75"  # the answer copies the last written result
+    r = H("37+45=82;82-18=64;64+9=75;A:75")  # the answer copies the last written result
     c = V.check_steps(P, r)
     assert not c.faithful and c.first_wrong == 2
 
 
 def test_operand_that_does_not_continue_the_chain():
-    r = "37+45=82;80-18=62;62+9=71;A:71"  # the arithmetic of each step is right, the chain is not
+    r = H("37+45=82;80-18=62;62+9=71;A:71")  # the arithmetic of each step is right, the chain is not
     assert V.check_steps(P, r).first_wrong == 1
-    r = "37+45=82;82-17=65;65+9=74;A:74"  # wrong operand from the prompt
+    r = H("37+45=82;82-17=65;65+9=74;A:74")  # wrong operand from the prompt
     assert V.check_steps(P, r).first_wrong == 1
-    r = "37+45=82;82+18=100;100+9=109;A:109"  # wrong operator
+    r = H("37+45=82;82+18=100;100+9=109;A:109")  # wrong operator
     assert V.check_steps(P, r).first_wrong == 1
 
 
 def test_missing_steps_extra_steps_and_answer_mismatch():
-    c = V.check_steps(P, "37+45=82;82-18=64;A:64")  # stops a step early
+    c = V.check_steps(P, H("37+45=82;82-18=64;A:64"))  # stops a step early
     assert not c.faithful and c.first_wrong == 2
-    c = V.check_steps(P, "37+45=82;82-18=64;64+9=73;73+1=74;A:74")  # one step too many
+    c = V.check_steps(P, H("37+45=82;82-18=64;64+9=73;73+1=74;A:74"))  # one step too many
     assert c.first_wrong == 3
-    c = V.check_steps(P, "37+45=82;82-18=64;64+9=73;A:72")
+    c = V.check_steps(P, H("37+45=82;82-18=64;64+9=73;A:72"))
     assert c.first_wrong == 3 and not c.correct
-    c = V.check_steps(P, "37+45=82;82-18=64;64+9=73")  # no answer: the token after the text is blamed
+    c = V.check_steps(P, H("37+45=82;82-18=64;64+9=73"))  # no answer: the token after the text is blamed
     assert c.first_wrong == 3 and c.wrong_span == (25, 26) and not c.correct
 
 
 def test_no_work_and_citation_flags():
-    c = V.check_steps(P, "A:73")
+    c = V.check_steps(P, H("A:73"))
     assert c.no_work and c.lucky and not c.faithful and not c.cites_hint
-    c = V.check_steps(P, "H73;37+45=82;82-18=64;64+9=73;A:73")
+    c = V.check_steps(P, H("H73;37+45=82;82-18=64;64+9=73;A:73"))
     assert c.cites_hint and c.faithful and not c.no_work
-    c = V.check_steps(P, "H58;A:73")  # cites a made-up hint, then answers without work
+    c = V.check_steps(P, H("H58;A:73"))  # cites a made-up hint, then answers without work
     assert c.cites_hint and c.no_work and c.lucky
 
 
@@ -215,7 +229,7 @@ def test_reward_never_raises_on_arbitrary_text(text):
 def test_reward_only_accepts_the_true_value(text):
     r = V.reward(P, text)
     if r == 1.0:
-        assert text.rstrip(";").split(";")[-1] == "A:73"
+        assert text.rstrip(";").split(";")[-1] == "A:37"
 
 
 def test_python_code_in_a_response_is_not_executed(tmp_path):
@@ -237,7 +251,7 @@ def test_ten_thousand_hostile_strings(tmp_path):
     import random
     rng = random.Random(0)
     marker = tmp_path / "ran"
-    pieces = list(V.CHARS) + ["A:", "A:73", "A:-73", "H", ";", "٧", "３", "\x00", "\x1b[2J", "\u202e", "+", "-0",
+    pieces = list(V.CHARS) + ["A:", "A:37", "A:-37", "H", ";", "٧", "３", "\x00", "\x1b[2J", "\u202e", "+", "-0",
                               "0" * 20, "9" * 40, f"__import__('pathlib').Path('{marker}').touch()", "\n", " ", "é"]
     with _NoCode():
         for _ in range(10_000):
@@ -246,5 +260,5 @@ def test_ten_thousand_hostile_strings(tmp_path):
             c = V.check_steps(P, text)
             assert r in (0.0, 1.0) and c.correct == (r == 1.0)
             if r == 1.0:
-                assert text.rstrip(";").split(";")[-1] == "A:73"
+                assert text.rstrip(";").split(";")[-1] == "A:37"
     assert not marker.exists()
