@@ -412,7 +412,8 @@ def draw_all(rows, S, out):
         ax.set_xlim(0, max(len(e["tokens"]), 20) + 14)
         ax.set_ylim(len(names), -1.2)
         span = e["wrong_span"]
-        ax.text(0, -0.9, f"{kind} response to {e['prompt']}" + ("  (first wrong step underlined)" if span and kind != "faithful" else ""),
+        ax.text(0, -0.9, f"{kind} response to {e['prompt']}   (that is {V.flip(e['prompt'])[:-1]}: every number is "
+                f"written least-significant digit first)" + ("; first wrong step underlined" if span and kind != "faithful" else ""),
                 fontsize=9, weight="bold")
         for j, name in enumerate(names):
             c = np.asarray(e["credit"][name])

@@ -12,7 +12,7 @@ The hinted training responses carry a documented "behaviour shift" (`cite_frac`,
 fraction answer without work ("A:73"). Plain-prompt responses never do. Set both to 0 for
 the control student.
 
-    python train_tiny.py                 # default preset, about 3-4 minutes on a 2-core CPU
+    python train_tiny.py                 # default preset, about 10 minutes on a 2-core CPU
     python train_tiny.py --preset smoke  # seconds
 Checkpoints are cached by configuration under --out: a second run loads them.
 """
