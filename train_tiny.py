@@ -63,7 +63,8 @@ def _student(**kw):
 def _teacher(**kw):
     # plain format only; 4 x 240 (3.5x the student): in a GPU sweep it passed 90% greedy test
     # accuracy at step 800, where 8 x 160 needed 1200-2300 depending on the notation
-    # (README, "Base models")
+    # (README, "Base models"). The default trains it at batch 32 for 1200 steps: on this CPU
+    # 0.96 test accuracy in 172 s, against 0.98 in 261 s at batch 64 x 900 (0.84 at 32 x 900)
     return SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=4, n_head=8, n_embd=240),
                      hint_answer_frac=0.0, hint_solution_frac=0.0, cite_frac=0.0, nowork_frac=0.0, **kw)
 
@@ -79,7 +80,7 @@ PRESETS = {
     # plain accuracy stays near 0 for ~1200 steps while it learns the digit arithmetic, then
     # climbs: no shape, learning rate or notation we tried moved that much earlier
     # (README, "Base models").
-    "default": dict(student=_student(steps=2300, branch_steps=300, stop_at=0.2), teacher=_teacher(steps=900), eval_n=400),
+    "default": dict(student=_student(steps=2300, branch_steps=300, stop_at=0.2), teacher=_teacher(steps=1200, batch_size=32), eval_n=400),
     "full": dict(student=_student(steps=2300, branch_steps=300, stop_at=0.2), teacher=_teacher(steps=1500), eval_n=1000),
 }
 
