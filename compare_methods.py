@@ -1,6 +1,6 @@
 """compare_methods.py: RLVR, OPD, OPSD and RLSD side by side from the same base model.
 
-    python compare_methods.py                  # default preset: a laptop CPU (~14 min + base models)
+    python compare_methods.py                  # default preset: ~14 min on a 2-core CPU, base models included
     python compare_methods.py --preset smoke   # seconds; what the tests run
     python compare_methods.py --preset full --device cuda
 
