@@ -8,11 +8,11 @@
            accuracy: the OPD teacher.
 
 The hinted training responses carry a documented "behaviour shift" (`cite_frac`,
-`nowork_frac`, EXPERIMENT.md): a fraction restate the hint first ("H73;37+45=82;...") and a
-fraction answer without work ("A:73"). Plain-prompt responses never do. Set both to 0 for
-the control student.
+`nowork_frac`, EXPERIMENT.md): a fraction restate the hint first ("H37;73+54=28;...", task
+notation) and a fraction answer without work ("A:37"). Plain-prompt responses never do.
+Set both to 0 for the control student.
 
-    python train_tiny.py                 # default preset, about 10 minutes on a 2-core CPU
+    python train_tiny.py                 # default preset, about 7 minutes on a 2-core CPU
     python train_tiny.py --preset smoke  # seconds
 Checkpoints are cached by configuration under --out: a second run loads them.
 """
@@ -195,9 +195,10 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     over steps - branch_steps steps; with stop_at > 0 it ends early, at the first check
     (every `check_every` steps) where the sampled pass rate on 200 `train` problems reaches
     stop_at. The branch then trains branch_steps more steps with the shift on, at a constant
-    branch_lr * lr (low, so that the branch teaches the shift without finishing the job). The trunk does not depend on the shift, so the main student and
-    the no-shift control share it: with trunk_dir, its state (weights, optimizer, data RNG,
-    length) is saved there once and the other reuses it. info: {"trunk_steps": ...}."""
+    branch_lr * lr (low, so that the branch teaches the shift without finishing the job).
+    The trunk does not depend on the shift, so the main student and the no-shift control
+    share it: with trunk_dir, its state (weights, optimizer, data RNG, length) is saved there
+    once and the other reuses it. info: {"trunk_steps": ..., "branch_steps": ...}."""
     max_trunk = cfg.steps - cfg.branch_steps
     if max_trunk < 0 or cfg.branch_steps < 0:
         raise ValueError(f"branch_steps ({cfg.branch_steps}) must lie between 0 and steps ({cfg.steps})")

@@ -12,8 +12,8 @@ can be checked on its own (so we can say *where* a wrong response went wrong, wh
 what the signal-density figure needs), and the answer field is trivial to parse. Why the
 reversed digits: the model writes a result one digit at a time, and least-significant
 first it can carry as it goes, as one does on paper (the trick of minGPT's adder demo and
-of Lee et al. 2023, arXiv 2307.03381). Measured here, it took a 2.8M-parameter model from
-90% test accuracy at about 2100 training steps to about 800 (README, "Base models").
+of Lee et al. 2023, arXiv 2307.03381). Measured here, an 8 x 160 teacher passed 90% test
+accuracy after 1200 training steps instead of 2100 (README, "Base models").
 `flip` turns task text into human text and back (it reverses every run of digits).
 By default no running result goes below zero (`allow_negative=False`), also because it
 learns faster; the parser and the checker still read negative numbers ("-51" is -15).
@@ -88,20 +88,20 @@ def response_text(ids):
 
 # ---------------------------------------------------------------- numbers
 
-def num(n):
-    """An integer in task notation: sign first, then the digits least-significant first
-    (37 -> "73", -15 -> "-51", 100 -> "001")."""
-    return ("-" if n < 0 else "") + str(abs(n))[::-1]
-
-
 def flip(text):
     """Reverse every run of digits: task notation <-> human notation, both ways."""
     return re.sub(r"[0-9]+", lambda m: m.group()[::-1], text)
 
 
+def num(n):
+    """An integer in task notation: sign first, then the digits least-significant first
+    (37 -> "73", -15 -> "-51", 100 -> "001")."""
+    return flip(str(n))
+
+
 def _int(s):
     """Inverse of num for a canonical string (the regular expressions below check that)."""
-    return -int(s[1:][::-1]) if s.startswith("-") else int(s[::-1])
+    return int(flip(s))
 
 
 # ---------------------------------------------------------------- problems and splits
