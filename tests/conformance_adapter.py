@@ -74,7 +74,7 @@ def _compare(what, got, expected, tol):
 
 def check_case(module, function, case, tol):
     """Run one case against module; raise AssertionError (or the implementation's own
-    exception) on any mismatch. Returns None when the case passes."""
+    exception) on any mismatch. Returns True when the case passes."""
     fn = getattr(module, function, None)
     if fn is None:
         raise AssertionError(f"{module.__name__} has no function {function!r}")
@@ -84,7 +84,7 @@ def check_case(module, function, case, tol):
         try:
             fn(*inputs.values(), **case["kwargs"])
         except expected_type:
-            return
+            return True
         raise AssertionError(f"no exception; expected {case['expected_error']}")
     grad_of = case.get("expected_grad", {})
     for name in grad_of:
@@ -99,6 +99,7 @@ def check_case(module, function, case, tol):
             grad = inputs[name].grad
             _compare(f"d/d{name}", torch.zeros_like(inputs[name]) if grad is None else grad,
                      expected, tol)
+    return True
 
 
 def failing_cases(module):

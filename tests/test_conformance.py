@@ -21,4 +21,4 @@ def test_vector(impl, function, case, tol):
     declared = skip_flags(impl) & set(case["flags"])
     if declared:
         pytest.skip(f"{impl.__name__} declares it does not follow: {', '.join(sorted(declared))}")
-    check_case(impl, function, case, tol)
+    assert check_case(impl, function, case, tol)  # raises, naming the values, on a mismatch
