@@ -58,6 +58,44 @@ def test_batches_mask_only_response_tokens():
     assert x[0, : len(V.prompt_ids(p, "answer"))].tolist() == V.prompt_ids(p, "answer")
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 7])
+def test_length_sorted_parts_give_the_padded_batch_gradient(k):
+    # known answer in float64: the loss and gradient of one right-padded batch, against the
+    # parts run one after another (each cut to its own longest row)
+    cfg = replace(TT.PRESETS["smoke"]["student"], batch_size=12, hint_solution_frac=0.5)
+    probs = V.make_problems("train", 200, seed=3)
+    x, y, mask = TT.make_batch(probs, cfg, torch.Generator().manual_seed(4))
+    torch.manual_seed(0)
+    model = M.GPT(cfg.model).double()
+    full = -(M.token_logprobs(model(x), y) * mask).sum() / mask.sum()
+    full.backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    parts = TT.length_sorted_parts(y, k)
+    assert sorted(torch.cat([r for r, _ in parts]).tolist()) == list(range(12))   # every row once
+    lens = (y != V.PAD).sum(1)
+    assert all(L == int(lens[r].max()) for r, L in parts)
+    assert sum(len(r) * L for r, L in parts) <= y.numel()         # never more positions than padded
+    total = 0.0
+    for rows, L in parts:
+        assert (y[rows, L:] == V.PAD).all()                         # what is cut is padding only
+        part = -(M.token_logprobs(model(x[rows, :L]), y[rows, :L]) * mask[rows, :L]).sum() / mask.sum()
+        part.backward()
+        total += part.item()
+    assert abs(total - full.item()) < 1e-6
+    for g, p in zip(want, model.parameters()):
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)
+
+
+def test_micro_batches_train_the_same_model():
+    # float32 end to end: one or two parts per batch give the same weights up to rounding
+    cfg = replace(TT.PRESETS["smoke"]["student"], steps=10, branch_steps=0)
+    a, _, _ = TT.train(replace(cfg, micro_batches=1), progress=False)
+    b, _, _ = TT.train(replace(cfg, micro_batches=2), progress=False)
+    for p, q in zip(a.state_dict().values(), b.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
 def test_behaviour_shift_fractions():
     probs = V.make_problems("train", 50, seed=0)
     cfg = replace(TT.PRESETS["smoke"]["student"], batch_size=400, hint_answer_frac=1.0, cite_frac=0.2, nowork_frac=0.2)
@@ -105,6 +143,8 @@ def test_trunk_stops_on_the_train_criterion_and_is_shared(tmp_path, monkeypatch)
     assert info["trunk_steps"] == 10 and len(calls) == 2  # loaded, not retrained nor re-checked
     with pytest.raises(ValueError, match="branch_steps"):
         TT.train(replace(cfg, branch_steps=41), progress=False)
+    with pytest.raises(ValueError, match="micro_batches"):
+        TT.train(replace(cfg, micro_batches=0), progress=False)
     off = replace(cfg, stop_at=0.0)
     _, _, info = TT.train(off, progress=False)
     assert info["trunk_steps"] == 30 and len(calls) == 2  # no criterion: the full trunk, no checks
