@@ -64,7 +64,8 @@ def _student(**kw):
 def _teacher(**kw):
     # plain format only; 4 x 224, 3.05x the student. In a GPU sweep (4 seeds, batch 32, 1200
     # steps) it reached 0.96-0.98 greedy test accuracy, where 4 x 240 gave 0.72-0.96; with
-    # fewer steps neither was reliable (README, "Base models")
+    # fewer steps neither was reliable. The default seed on this CPU: 0.93 (README, "The
+    # base models")
     return SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=4, n_head=8, n_embd=224),
                      hint_answer_frac=0.0, hint_solution_frac=0.0, cite_frac=0.0, nowork_frac=0.0, **kw)
 
@@ -126,14 +127,30 @@ def pack(seqs, n_prompt):
 
 
 def length_sorted_parts(y, k):
-    """Split a right-padded batch into k parts of rows of similar length, each with the
-    length L its longest row needs: [(row indices, L), ...]. Running the parts one after
-    another and summing their losses (each over the whole batch's token count) gives the
-    same loss and gradient as the padded batch, since with right padding and causal
-    attention no real position sees a pad; it computes about 10% less padding (measured
-    in the README, "Speed")."""
+    """Split a right-padded batch into at most k parts of rows of similar length, each with
+    the length L its longest row needs: [(row indices, L), ...] (on y's device; pass the CPU
+    batch so that nothing waits for a GPU)."""
     lens = (y != V.PAD).sum(1)   # real targets are never PAD
     return [(rows, int(lens[rows].max())) for rows in lens.argsort(stable=True).chunk(k)]
+
+
+def loss_backward(model, x, y, mask, parts, device="cpu"):
+    """Backpropagate the batch's mean response-token loss, running it part by part (each
+    part cut to its own length, each part's loss divided by the whole batch's token count).
+    With right padding and causal attention no real position sees a pad, so this is the
+    same loss and gradient as the padded batch (with dropout > 0, only in distribution); it
+    computes about half the padding (README, "The base models"). Returns the loss and the
+    number of response tokens predicted with p > 0.5, as detached tensors."""
+    n = mask.sum()
+    loss = hits = 0.0
+    for rows, L in parts:
+        xb, yb, mb = (t[rows, :L].to(device) for t in (x, y, mask))
+        logp = M.token_logprobs(model(xb), yb)
+        part = -(logp * mb).sum() / n.to(device)
+        part.backward()
+        loss = loss + part.detach()
+        hits = hits + ((logp.detach() > math.log(0.5)).float() * mb).sum()
+    return loss, hits
 
 
 def lr_at(step, cfg):
@@ -242,22 +259,15 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
 
     def sft_step(step, batch_cfg, lr):
         model.train()
-        x, y, mask = (t.to(device) for t in make_batch(problems, batch_cfg, rng))
+        x, y, mask = make_batch(problems, batch_cfg, rng)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
-        n, loss, hits = mask.sum(), 0.0, 0.0
-        for rows, L in length_sorted_parts(y, cfg.micro_batches):  # same gradient, less padding
-            logp = M.token_logprobs(model(x[rows, :L]), y[rows, :L])
-            part = -(logp * mask[rows, :L]).sum() / n   # each part divides by the whole batch's count
-            part.backward()
-            if step % 50 == 0:
-                loss += part.item()
-                hits += float(((logp.detach() > math.log(0.5)).float() * mask[rows, :L]).sum())
+        loss, hits = loss_backward(model, x, y, mask, length_sorted_parts(y, cfg.micro_batches), device)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss:.3f}", tok_acc=f"{hits / float(n):.3f}")
+            bar.set_postfix(loss=f"{float(loss):.3f}", tok_acc=f"{float(hits) / float(mask.sum()):.3f}")
         bar.update(1)
 
     if trunk_steps is None:  # the trunk

@@ -1,4 +1,5 @@
 """train_tiny.py: the smoke preset learns, caches, is deterministic, and refuses bad input."""
+import math
 import os
 from dataclasses import replace
 
@@ -60,11 +61,13 @@ def test_batches_mask_only_response_tokens():
 
 @pytest.mark.parametrize("k", [1, 2, 3, 7])
 def test_length_sorted_parts_give_the_padded_batch_gradient(k):
-    # known answer in float64: the loss and gradient of one right-padded batch, against the
-    # parts run one after another (each cut to its own longest row)
+    # known answer in float64: the loss and gradient of one right-padded batch, computed
+    # directly, against train_tiny.loss_backward running it as k length-sorted parts
     cfg = replace(TT.PRESETS["smoke"]["student"], batch_size=12, hint_solution_frac=0.5)
     probs = V.make_problems("train", 200, seed=3)
     x, y, mask = TT.make_batch(probs, cfg, torch.Generator().manual_seed(4))
+    lens = (y != V.PAD).sum(1)
+    assert int(lens.min()) < int(lens.max()) - 10                  # the batch really has padding
     torch.manual_seed(0)
     model = M.GPT(cfg.model).double()
     full = -(M.token_logprobs(model(x), y) * mask).sum() / mask.sum()
@@ -73,18 +76,22 @@ def test_length_sorted_parts_give_the_padded_batch_gradient(k):
     model.zero_grad()
     parts = TT.length_sorted_parts(y, k)
     assert sorted(torch.cat([r for r, _ in parts]).tolist()) == list(range(12))   # every row once
-    lens = (y != V.PAD).sum(1)
-    assert all(L == int(lens[r].max()) for r, L in parts)
-    assert sum(len(r) * L for r, L in parts) <= y.numel()         # never more positions than padded
-    total = 0.0
+    assert 1 <= len(parts) <= k and all(len(r) > 0 for r, _ in parts)
     for rows, L in parts:
-        assert (y[rows, L:] == V.PAD).all()                         # what is cut is padding only
-        part = -(M.token_logprobs(model(x[rows, :L]), y[rows, :L]) * mask[rows, :L]).sum() / mask.sum()
-        part.backward()
-        total += part.item()
-    assert abs(total - full.item()) < 1e-6
+        assert (y[rows, L:] == V.PAD).all() and (y[rows, L - 1] != V.PAD).any()   # cut = padding only
+    computed = sum(len(r) * L for r, L in parts)
+    assert computed == y.numel() if k == 1 else computed < y.numel()
+    widths = []
+    forward = model.forward
+    model.forward = lambda idx, *a, **kw: widths.append(idx.shape[1]) or forward(idx, *a, **kw)
+    loss, hits = TT.loss_backward(model, x, y, mask, parts)
+    assert widths == [L for _, L in parts]                          # the model saw the cut parts
+    # token_logprobs returns float32 by design, so the two loss sums differ in rounding only
+    assert abs(float(loss) - float(full.detach())) < 1e-5
     for g, p in zip(want, model.parameters()):
         torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)
+    logp = M.token_logprobs(model(x), y)
+    assert float(hits) == float(((logp > math.log(0.5)).double() * mask).sum())
 
 
 def test_micro_batches_train_the_same_model():
@@ -143,8 +150,9 @@ def test_trunk_stops_on_the_train_criterion_and_is_shared(tmp_path, monkeypatch)
     assert info["trunk_steps"] == 10 and len(calls) == 2  # loaded, not retrained nor re-checked
     with pytest.raises(ValueError, match="branch_steps"):
         TT.train(replace(cfg, branch_steps=41), progress=False)
-    with pytest.raises(ValueError, match="micro_batches"):
-        TT.train(replace(cfg, micro_batches=0), progress=False)
+    for bad in (0, cfg.batch_size + 1):
+        with pytest.raises(ValueError, match="micro_batches"):
+            TT.train(replace(cfg, micro_batches=bad), progress=False)
     off = replace(cfg, stop_at=0.0)
     _, _, info = TT.train(off, progress=False)
     assert info["trunk_steps"] == 30 and len(calls) == 2  # no criterion: the full trunk, no checks
