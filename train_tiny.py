@@ -80,7 +80,7 @@ PRESETS = {
     # The student is stopped part-way on purpose (sampled train pass rate ~0.2-0.6). Its
     # plain accuracy stays near 0 for ~1200 steps while it learns the digit arithmetic, then
     # climbs: no shape, learning rate or notation we tried moved that much earlier
-    # (README, "Base models").
+    # (README, "The base models").
     "default": dict(student=_student(steps=2300, branch_steps=300, stop_at=0.2), teacher=_teacher(steps=1200, batch_size=32), eval_n=400),
     "full": dict(student=_student(steps=2300, branch_steps=300, stop_at=0.2), teacher=_teacher(steps=1500), eval_n=1000),
 }
@@ -141,12 +141,12 @@ def loss_backward(model, x, y, mask, parts, device="cpu"):
     same loss and gradient as the padded batch (with dropout > 0, only in distribution); it
     computes about half the padding (README, "The base models"). Returns the loss and the
     number of response tokens predicted with p > 0.5, as detached tensors."""
-    n = mask.sum()
+    n = mask.sum().to(device)
     loss = hits = 0.0
     for rows, L in parts:
         xb, yb, mb = (t[rows, :L].to(device) for t in (x, y, mask))
         logp = M.token_logprobs(model(xb), yb)
-        part = -(logp * mb).sum() / n.to(device)
+        part = -(logp * mb).sum() / n
         part.backward()
         loss = loss + part.detach()
         hits = hits + ((logp.detach() > math.log(0.5)).float() * mb).sum()

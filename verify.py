@@ -13,7 +13,7 @@ what the signal-density figure needs), and the answer field is trivial to parse.
 reversed digits: the model writes a result one digit at a time, and least-significant
 first it can carry as it goes, as one does on paper (the trick of minGPT's adder demo and
 of Lee et al. 2023, arXiv 2307.03381). Measured here, an 8 x 160 teacher passed 90% test
-accuracy after 1200 training steps instead of 2100 (README, "Base models").
+accuracy after 1200 training steps instead of 2100 (README, "The base models").
 `flip` turns task text into human text and back (it reverses every run of digits).
 By default no running result goes below zero (`allow_negative=False`), also because it
 learns faster; the parser and the checker still read negative numbers ("-51" is -15).
