@@ -232,12 +232,14 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
         raise ValueError(f"branch_steps ({cfg.branch_steps}) must lie between 0 and steps ({cfg.steps})")
     if not 1 <= cfg.micro_batches <= cfg.batch_size:
         raise ValueError(f"micro_batches ({cfg.micro_batches}) must lie between 1 and batch_size ({cfg.batch_size})")
+    if cfg.stop_at > 0 and cfg.check_every < 1:
+        raise ValueError(f"check_every ({cfg.check_every}) must be at least 1 when stop_at > 0")
     trunk_cfg = replace(cfg, cite_frac=0.0, nowork_frac=0.0)
     trunk_key = replace(trunk_cfg, steps=max_trunk, branch_steps=0, branch_lr=0.0).key()  # what the trunk depends on
     trunk_path = os.path.join(trunk_dir, f"trunk-{trunk_key}.pt") if trunk_dir and cfg.branch_steps else None
     torch.manual_seed(cfg.seed)
     model = M.GPT(cfg.model).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    opt = _adamw(model, cfg)
     problems = V.make_problems("train", pool, seed=cfg.seed, cfg=cfg.task)  # batches are drawn from these
     rng = torch.Generator().manual_seed(cfg.seed)
     trunk_steps = None
@@ -246,7 +248,7 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
             ck = torch.load(trunk_path, map_location="cpu", weights_only=True)
             model2 = M.GPT(cfg.model).to(device)
             model2.load_state_dict(ck["model"])
-            opt2 = torch.optim.AdamW(model2.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+            opt2 = _adamw(model2, cfg)
             opt2.load_state_dict(ck["opt"])
             rng.set_state(ck["rng"])
             model, opt, trunk_steps = model2, opt2, int(ck["steps"])
@@ -293,6 +295,10 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
         sft_step(step, cfg, cfg.branch_lr * cfg.lr)
     bar.close()
     return model, time.time() - t0, {"trunk_steps": trunk_steps, "branch_steps": cfg.branch_steps}
+
+
+def _adamw(model, cfg):
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
 
 
 def _bar(total, desc, enabled):

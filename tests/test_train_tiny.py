@@ -153,6 +153,8 @@ def test_trunk_stops_on_the_train_criterion_and_is_shared(tmp_path, monkeypatch)
     for bad in (0, cfg.batch_size + 1):
         with pytest.raises(ValueError, match="micro_batches"):
             TT.train(replace(cfg, micro_batches=bad), progress=False)
+    with pytest.raises(ValueError, match="check_every"):
+        TT.train(replace(cfg, check_every=0), progress=False)
     off = replace(cfg, stop_at=0.0)
     _, _, info = TT.train(off, progress=False)
     assert info["trunk_steps"] == 30 and len(calls) == 2  # no criterion: the full trunk, no checks
