@@ -23,11 +23,11 @@ import time
 
 import torch
 
-import compare_methods as C
-import model as M
-import rlsd as R
-import train_tiny as TT
-import verify as V
+import compare_methods
+import model
+import rlsd
+import train_tiny
+import verify
 
 
 def _sync(device):
@@ -52,20 +52,20 @@ def load_or_init(cfg, ckpt_dir, name, device):
     else a freshly initialised one of the same size."""
     path = os.path.join(ckpt_dir, f"{name}-{cfg.key()}.pt")
     if os.path.exists(path):
-        return M.load(path, cfg.model, device)[0], "trained checkpoint"
+        return model.load(path, cfg.model, device)[0], "trained checkpoint"
     torch.manual_seed(0)
-    return M.GPT(cfg.model).to(device), "random init (train it first for realistic response lengths)"
+    return model.GPT(cfg.model).to(device), "random init (train it first for realistic response lengths)"
 
 
-def bench_generation(model, batch, device, repeats, new_tokens=64):
-    probs = V.make_problems("train", batch, seed=1)
-    prompts = [V.prompt_ids(p) for p in probs]
+def bench_generation(net, batch, device, repeats, new_tokens=64):
+    probs = verify.make_problems("train", batch, seed=1)
+    prompts = [verify.prompt_ids(p) for p in probs]
     g = torch.Generator(device=device)
     out = {}
     for cache in (True, False):
         def go():
             g.manual_seed(0)
-            model.generate(prompts, new_tokens, eos_id=-1, pad_id=V.PAD, generator=g, use_cache=cache)
+            net.generate(prompts, new_tokens, eos_id=-1, pad_id=verify.PAD, generator=g, use_cache=cache)
         t = timed(go, device, repeats if cache else max(1, repeats // 2))
         out["cached" if cache else "uncached"] = batch * new_tokens / t
     out["ratio"] = out["cached"] / out["uncached"]
@@ -83,42 +83,41 @@ def bench_train_step(cfg, device, repeats):
     weights (N without the position table), plus the attention score and value products
     counted for the causal half only (6 * L * T * d per token): a conservative count."""
     torch.manual_seed(0)
-    model = M.GPT(cfg.model).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    probs = V.make_problems("train", 2000, seed=0)
-    x, y, mask = (t.to(device) for t in TT.make_batch(probs, cfg, torch.Generator().manual_seed(0)))
+    net = model.GPT(cfg.model).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    probs = verify.make_problems("train", 2000, seed=0)
+    x, y, mask = (t.to(device) for t in train_tiny.make_batch(probs, cfg, torch.Generator().manual_seed(0)))
 
     def step():
-        loss = -(M.token_logprobs(model(x), y) * mask).sum() / mask.sum()
+        loss = -(model.token_logprobs(net(x), y) * mask).sum() / mask.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     t = timed(step, device, repeats)
     B, T = x.shape
-    n = model.num_params() - (model.wpe.weight.numel() if model.wpe is not None else 0)  # position table: no matmul
+    n = net.num_params()  # rotary positions: no position table, every parameter is in a matmul
     flops = 6 * n * B * T + 6 * cfg.model.n_layer * B * T * T * cfg.model.n_embd
     return {"tokens_per_s": B * T / t, "flops_per_s": flops / t, "batch_tokens": B * T, "seconds": t}
 
 
 def bench_methods(student, teacher, device, repeats, preset):
-    probs = V.make_problems("train", 64 * preset.prompts_per_step, seed=3)
+    probs = verify.make_problems("train", 64 * preset.prompts_per_step, seed=3)
     out = {}
-    for method in C.METHOD_ORDER:
-        cfg = R.RLConfig(method=method, prompts_per_step=preset.prompts_per_step, group_size=preset.group_size,
-                         lr=preset.lr)
-        state = R.make_state(student, cfg, opd_teacher=teacher, seed=0)
+    for method in compare_methods.METHOD_ORDER:
+        cfg = rlsd.RLConfig(method=method, group_size=preset.group_size, lr=preset.lr)
+        state = rlsd.make_state(student, cfg, opd_teacher=teacher, seed=0)
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         rows = []
         for i in range(repeats + 1):
-            m = R.train_step(state, probs[i * preset.prompts_per_step:(i + 1) * preset.prompts_per_step])
+            m = rlsd.train_step(state, probs[i * preset.prompts_per_step:(i + 1) * preset.prompts_per_step])
             rows.append(m)
         rows = rows[1:]  # drop the warm-up step
         med = {k: statistics.median(r[k] for r in rows) for k in ("t_rollout", "t_teacher", "t_update")}
         med["t_step"] = statistics.median(r["t_rollout"] + r["t_teacher"] + r["t_update"] for r in rows)
         med["resp_len"] = statistics.mean(r["resp_len"] for r in rows)
         med["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
-        med.update({k: v for k, v in C.cost_model(method, student, teacher).items() if k != "passes_per_step"})
+        med.update({k: v for k, v in compare_methods.cost_model(method, student, teacher).items() if k != "passes_per_step"})
         out[method] = med
     for m in ("opd", "opsd", "rlsd"):
         out[m]["step_over_rlvr"] = out[m]["t_step"] / out["rlvr"]["t_step"]
@@ -128,27 +127,27 @@ def bench_methods(student, teacher, device, repeats, preset):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    ap.add_argument("--preset", default="default", help=f"compare preset whose sizes are timed: {', '.join(C.PRESETS)}")
+    ap.add_argument("--preset", default="default", help=f"compare preset whose sizes are timed: {', '.join(compare_methods.PRESETS)}")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--checkpoints", default="checkpoints")
     ap.add_argument("--out", default="bench.json")
     args = ap.parse_args(argv)
     try:
-        if args.preset not in C.PRESETS:
-            raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(C.PRESETS)}")
+        if args.preset not in compare_methods.PRESETS:
+            raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(compare_methods.PRESETS)}")
         if args.repeats <= 0:
             raise ValueError(f"--repeats must be a positive number, got {args.repeats}")
-        device = TT.resolve_device(args.device)
-        TT.check_writable(os.path.dirname(os.path.abspath(args.out)))
+        device = train_tiny.resolve_device(args.device)
+        train_tiny.check_writable(os.path.dirname(os.path.abspath(args.out)))
     except ValueError as e:
         print(f"bench.py: error: {e}", file=sys.stderr)
         return 2
-    preset = C.PRESETS[args.preset]
-    base = TT.PRESETS[preset.base]
+    preset = compare_methods.PRESETS[args.preset]
+    base = train_tiny.PRESETS[preset.base]
     try:
         student, s_src = load_or_init(base["student"], args.checkpoints, "student", device)
         teacher, t_src = load_or_init(base["teacher"], args.checkpoints, "teacher", device)
-    except M.CheckpointError as e:
+    except model.CheckpointError as e:
         print(f"bench.py: error: {e}", file=sys.stderr)
         return 1
     name = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"

@@ -1,6 +1,6 @@
 """compare_methods.py: RLVR, OPD, OPSD and RLSD side by side from the same base model.
 
-    python compare_methods.py                  # default preset: ~14 min on a 2-core CPU, base models included
+    python compare_methods.py                  # the default preset (README, "Quick start": its time)
     python compare_methods.py --preset smoke   # seconds; what the tests run
     python compare_methods.py --preset full --device cuda
 
@@ -29,14 +29,19 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-import model as M
-import rlsd as R
-import train_tiny as TT
-import verify as V
+import model
+import rlsd
+import train_tiny
+import verify
 
 METHOD_ORDER = ("rlvr", "opd", "opsd", "rlsd")
 COLORS = {"rlvr": "tab:blue", "opd": "tab:green", "opsd": "tab:red", "rlsd": "tab:purple"}
 LABELS = {"rlvr": "RLVR (GRPO)", "opd": "OPD", "opsd": "OPSD", "rlsd": "RLSD"}
+# figure 2's rows: OPSD trains on a full-vocabulary JSD, so its row shows that loss's push on
+# each sampled token; the sampled-token log-ratio (RLSD paper, Eq. 17) is shown as a stand-in
+DENSITY_ROWS = ("rlvr", "opd", "opsd_jsd", "opsd", "rlsd", "rlsd_solution")
+DENSITY_LABELS = {**LABELS, "opsd_jsd": "OPSD, as trained (JSD push)", "opsd": "OPSD, sampled-token stand-in",
+                  "rlsd_solution": "RLSD, full-solution hint"}
 
 
 @dataclass
@@ -56,9 +61,9 @@ class Preset:
 PRESETS = {
     "smoke": Preset(base="smoke", steps=4, seeds=1, prompts_per_step=4, group_size=4, lr=1e-4,
                     eval_every=2, eval_n=16, density_prompts=16),
-    # lr 3e-5 was picked on train reward alone (README, "Settings tried"): at 1e-4 every
-    # method's train reward fell within 10 steps, and with the rewards shuffled it fell to 0,
-    # so the fall is optimizer noise; at 1e-5 RLVR rose but OPSD barely moved in 60 steps
+    # lr 3e-5 was picked on train reward alone (docs/LOG.md): at 1e-4 every method's train
+    # reward fell, and with the rewards shuffled it fell to 0, so the fall is optimizer noise;
+    # at 1e-5 RLVR rose but OPSD barely moved in 60 steps
     "default": Preset(base="default", steps=60, seeds=3, prompts_per_step=8, group_size=8, lr=3e-5,
                       eval_every=20, eval_n=200, density_prompts=256),
     "full": Preset(base="full", steps=400, seeds=5, prompts_per_step=16, group_size=8, lr=3e-5,
@@ -107,16 +112,16 @@ def evaluate_policy(policy, evalsets, seed, references):
     student given the answer hint) and KL(policy || the OPD teacher, plain prompt)."""
     out = {}
     for split, probs in evalsets.items():
-        out[f"greedy_{split}"] = TT.evaluate(policy, probs)
-    out["sampled_test"] = TT.evaluate(policy, evalsets["test"], temperature=1.0, seed=seed)
+        out[f"greedy_{split}"] = train_tiny.evaluate(policy, probs)
+    out["sampled_test"] = train_tiny.evaluate(policy, evalsets["test"], temperature=1.0, seed=seed)
     probs = evalsets["test"][:64]
-    cfg = R.RLConfig(group_size=2)
-    roll = R.rollout(policy, probs, cfg, torch.Generator(device=policy.wte.weight.device).manual_seed(seed))
+    cfg = rlsd.RLConfig(group_size=2)
+    roll = rlsd.rollout(policy, probs, cfg, torch.Generator(device=policy.wte.weight.device).manual_seed(seed))
     plain = roll.contexts
-    logits = R.response_logits(policy, plain, roll.tokens)
+    logits = rlsd.response_logits(policy, plain, roll.tokens)
     for name, (ref, hint) in references.items():
-        ref_logits = R.response_logits(ref, [V.prompt_ids(p, hint) for p in roll.problems], roll.tokens)
-        kl = R.generalized_jsd(logits, ref_logits, roll.mask, beta=1.0)  # beta = 1: KL(policy || ref)
+        ref_logits = rlsd.response_logits(ref, [verify.prompt_ids(p, hint) for p in roll.problems], roll.tokens)
+        kl = rlsd.kl_divergence(logits, ref_logits, roll.mask)  # KL(policy || ref) per token
         out[f"kl_{name}"] = (kl.sum() / roll.mask.sum()).item()
     return out
 
@@ -125,19 +130,18 @@ def run_one(student, teacher, method, seed, preset, evalsets, log, stop, task, r
     """One method, one seed: returns 'done', 'stopped' or 'failed: ...'. Every step and
     every evaluation is appended to the log as it happens. `wall` is the cumulative
     training time (rollout + teacher + update), evaluations excluded."""
-    cfg = R.RLConfig(method=method, prompts_per_step=preset.prompts_per_step, group_size=preset.group_size,
-                     lr=preset.lr)
+    cfg = rlsd.RLConfig(method=method, group_size=preset.group_size, lr=preset.lr)
     torch.manual_seed(seed)
-    state = R.make_state(student, cfg, opd_teacher=teacher, seed=seed)
+    state = rlsd.make_state(student, cfg, opd_teacher=teacher, seed=seed)
     # the same prompts in the same order for every method of a seed
-    prompts = V.make_problems("train", preset.steps * preset.prompts_per_step, seed=10_000 + seed, cfg=task)
-    bar = TT._bar(preset.steps, f"{method} seed {seed}", progress)
+    prompts = verify.make_problems("train", preset.steps * preset.prompts_per_step, seed=10_000 + seed, cfg=task)
+    bar = train_tiny._bar(preset.steps, f"{method} seed {seed}", progress)
     wall = 0.0
     log({"kind": "eval", "step": 0, "wall": wall, **evaluate_policy(state.policy, evalsets, seed, references)})
     for step in range(preset.steps):
         try:
-            m = R.train_step(state, prompts[step * preset.prompts_per_step:(step + 1) * preset.prompts_per_step])
-        except R.NonFiniteError as e:
+            m = rlsd.train_step(state, prompts[step * preset.prompts_per_step:(step + 1) * preset.prompts_per_step])
+        except rlsd.NonFiniteError as e:
             log({"kind": "failed", "step": step, "error": str(e)})
             bar.close()
             return f"failed: {e}"
@@ -170,31 +174,45 @@ def read_log(path):
 
 # ---------------------------------------------------------------- signal density
 
+def jsd_push(student_logits, teacher_logits, tokens, mask, beta=0.5):
+    """OPSD's real per-token signal: how hard its generalized JSD (beta 0.5, the default)
+    pushes the logit of each sampled token, -d JSD_t / d z_S[t, y_t] (positive = raised).
+    The JSD of token t depends only on that token's logits, so one backward of the sum
+    gives every token's own gradient. logits (B, T, V); tokens, mask (B, T). Returns (B, T)."""
+    with torch.enable_grad():
+        z = student_logits.detach().float().requires_grad_(True)
+        jsd = rlsd.generalized_jsd(z, teacher_logits.detach().float(), mask, beta=beta)
+        (grad,) = torch.autograd.grad(jsd.sum(), z)
+    return -grad.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) * mask
+
+
 @torch.no_grad()
 def signal_density(student, teacher, preset, task, seed=0):
     """Score the same sampled responses of the base student with every method's per-token
     credit (at step 0, lam = lam0) and measure where each method puts its blame."""
     G = preset.group_size
-    cfg = R.RLConfig(prompts_per_step=preset.density_prompts, group_size=G)
-    probs = V.make_problems("train", preset.density_prompts, seed=20_000 + seed, cfg=task)
+    cfg = rlsd.RLConfig(group_size=G)
+    probs = verify.make_problems("train", preset.density_prompts, seed=20_000 + seed, cfg=task)
     gen = torch.Generator(device=student.wte.weight.device).manual_seed(seed)
-    roll = R.rollout(student, probs, cfg, gen)
+    roll = rlsd.rollout(student, probs, cfg, gen)
     student.eval()
     plain = roll.contexts
-    logp = M.token_logprobs(R.response_logits(student, plain, roll.tokens), roll.tokens)
-    lp_ans = M.token_logprobs(R.response_logits(student, [V.prompt_ids(p, "answer") for p in roll.problems],
+    logits = rlsd.response_logits(student, plain, roll.tokens)
+    logp = model.token_logprobs(logits, roll.tokens)
+    logits_ans = rlsd.response_logits(student, [verify.prompt_ids(p, "answer") for p in roll.problems], roll.tokens)
+    lp_ans = model.token_logprobs(logits_ans, roll.tokens)
+    lp_sol = model.token_logprobs(rlsd.response_logits(student, [verify.prompt_ids(p, "solution") for p in roll.problems],
                                                 roll.tokens), roll.tokens)
-    lp_sol = M.token_logprobs(R.response_logits(student, [V.prompt_ids(p, "solution") for p in roll.problems],
-                                                roll.tokens), roll.tokens)
-    lp_opd = M.token_logprobs(R.response_logits(teacher, plain, roll.tokens), roll.tokens)
+    lp_opd = model.token_logprobs(rlsd.response_logits(teacher, plain, roll.tokens), roll.tokens)
     mask = roll.mask
-    adv = R.group_advantages(roll.rewards, G)
+    adv = rlsd.group_advantages(roll.rewards, G)
     credit = {
         "rlvr": adv[:, None] * mask,
-        "opd": R.opd_token_advantages(logp, lp_opd, mask),
-        "opsd": R.opsd_token_advantages(logp, lp_ans, mask),
-        "rlsd": R.rlsd_token_advantages(adv, lp_ans, logp, mask, lam=0.5),
-        "rlsd_solution": R.rlsd_token_advantages(adv, lp_sol, logp, mask, lam=0.5),
+        "opd": rlsd.opd_token_advantages(logp, lp_opd, mask),
+        "opsd": rlsd.opsd_token_advantages(logp, lp_ans, mask),      # the sampled-token stand-in
+        "opsd_jsd": jsd_push(logits, logits_ans, roll.tokens, mask),   # what OPSD trains on
+        "rlsd": rlsd.rlsd_token_advantages(adv, lp_ans, logp, mask, lam=0.5),
+        "rlsd_solution": rlsd.rlsd_token_advantages(adv, lp_sol, logp, mask, lam=0.5),
     }
     checks = roll.checks
     # responses with a located first wrong step and a signal from GRPO (mixed group)
@@ -225,7 +243,7 @@ def signal_density(student, teacher, preset, task, seed=0):
                 wrong_credit.append(c[b, :n][inside].mean().item())
                 rest_credit.append(c[b, :n][~inside].mean().item())
         out["methods"][name] = {
-            "within_response_std": R.within_response_std(c, mask),
+            "within_response_std": rlsd.within_response_std(c, mask),
             "blame_in_first_wrong_step": float(np.mean(hit)) if hit else float("nan"),
             "chance": float(np.mean(chance)) if chance else float("nan"),
             "lucky_credit_wrong_step": float(np.mean(wrong_credit)) if wrong_credit else float("nan"),
@@ -239,7 +257,7 @@ def signal_density(student, teacher, preset, task, seed=0):
             b = int(pool[rng.integers(len(pool))])
             n = int(mask[b].sum())
             examples[kind] = {"prompt": roll.problems[b].prompt,
-                              "tokens": [V.decode([t]) for t in roll.tokens[b, :n].tolist()],
+                              "tokens": [verify.decode([t]) for t in roll.tokens[b, :n].tolist()],
                               "wrong_span": checks[b].wrong_span,
                               "credit": {k: v[b, :n].tolist() for k, v in credit.items()}}
     out["examples"] = examples
@@ -323,8 +341,8 @@ def method_summary(per_seed, method, params):
 def cost_model(method, student, teacher):
     """Parameters resident and passes per step, by construction of the loop in rlsd.py."""
     ns, nt = student.num_params(), teacher.num_params()
-    _, kind, weights = R.METHODS[method]
-    teacher_params = nt if kind == "separate" else (ns if kind == "self" and weights != "live" else 0)
+    kind = rlsd.METHODS[method].teacher
+    teacher_params = nt if kind == "separate" else (ns if kind == "self" else 0)
     return {"params_trained": ns, "params_teacher": teacher_params,
             "params_resident": ns + teacher_params,
             # weights + grads + two AdamW moments for the student, weights for a teacher copy, float32
@@ -369,15 +387,30 @@ def _band(ax, series, color, label, smooth=1, ls="-", xkey=None):
     return len(series)
 
 
-def draw_all(rows, S, out):
+def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    methods = [m for m in METHOD_ORDER if m in S["methods"]]
-    n_seeds = S["preset"]["seeds"]
-    title_tail = f"{n_seeds} seed(s), mean and min-max band; preset {S['preset']['base']}"
+    return plt
 
-    # 1. learning curves
+
+def _title_tail(S):
+    return f"{S['preset']['seeds']} seed(s), mean and min-max band; preset {S['preset']['base']}"
+
+
+def draw_all(rows, S, out):
+    """The four figures, from the log rows and the summary."""
+    methods = [m for m in METHOD_ORDER if m in S["methods"]]
+    draw_learning_curves(rows, S, methods, out)
+    draw_signal_density(S, out)
+    draw_leakage(rows, S, methods, out)
+    draw_cost(S, methods, out)
+
+
+def draw_learning_curves(rows, S, methods, out):
+    """Figure 1: greedy accuracy on test and hard, against RL step and against training seconds."""
+    plt = _pyplot()
+    title_tail = _title_tail(S)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharey="row")
     for i, split in enumerate(("test", "hard")):
         for m in methods:
@@ -398,10 +431,13 @@ def draw_all(rows, S, out):
     fig.savefig(os.path.join(out, "fig1_learning_curves.png"), dpi=110)
     plt.close(fig)
 
-    # 2. signal density
+
+def draw_signal_density(S, out):
+    """Figure 2: the per-token credit each method gives the base student's own samples."""
+    plt = _pyplot()
     D = S["signal_density"]
-    names = [k for k in ("rlvr", "opd", "opsd", "rlsd", "rlsd_solution") if k in D["methods"]]
-    pretty = {**LABELS, "rlsd_solution": "RLSD, full-solution hint"}
+    names = [k for k in DENSITY_ROWS if k in D["methods"]]
+    pretty = DENSITY_LABELS
     ex = D.get("examples", {})
     fig = plt.figure(figsize=(13, 2.2 + 1.6 * len(ex) + 3.2))
     gs = fig.add_gridspec(len(ex) + 1, 2, height_ratios=[1.6] * len(ex) + [3.0])
@@ -412,7 +448,7 @@ def draw_all(rows, S, out):
         ax.set_xlim(0, max(len(e["tokens"]), 20) + 14)
         ax.set_ylim(len(names), -1.2)
         span = e["wrong_span"]
-        ax.text(0, -0.9, f"{kind} response to {e['prompt']}   (that is {V.flip(e['prompt'])[:-1]}: every number is "
+        ax.text(0, -0.9, f"{kind} response to {e['prompt']}   (that is {verify.flip(e['prompt'])[:-1]}: every number is "
                 f"written least-significant digit first)" + ("; first wrong step underlined" if span and kind != "faithful" else ""),
                 fontsize=9, weight="bold")
         for j, name in enumerate(names):
@@ -429,7 +465,8 @@ def draw_all(rows, S, out):
     ax = fig.add_subplot(gs[-1, 0])
     xs = np.arange(len(names))
     hit = [D["methods"][k]["blame_in_first_wrong_step"] for k in names]
-    ax.bar(xs, hit, color=[COLORS.get(k, "tab:pink") for k in names])
+    colors = {**COLORS, "opsd": "lightcoral", "opsd_jsd": COLORS["opsd"], "rlsd_solution": "tab:pink"}
+    ax.bar(xs, hit, color=[colors[k] for k in names])
     ax.axhline(D["methods"]["rlvr"]["chance"], color="black", ls="--", lw=1, label="chance (span / length)")
     ax.set_xticks(xs, [pretty[k] for k in names], rotation=20, fontsize=8)
     ax.set_ylabel("share of failed responses")
@@ -443,7 +480,7 @@ def draw_all(rows, S, out):
     ax.bar(xs + 0.2, r, 0.4, label="the rest of the response", color="tab:gray")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(xs, [pretty[k] for k in names], rotation=20, fontsize=8)
-    ax.set_ylabel("mean token credit (advantage)")
+    ax.set_ylabel("mean token credit\n(OPSD as trained: push on the logit)")
     ax.set_title(f"lucky responses: right answer, wrong step (n={D['n_lucky']})", fontsize=9)
     ax.legend(fontsize=8)
     fig.suptitle("Signal density: per-token credit each method gives the same sampled responses "
@@ -452,7 +489,11 @@ def draw_all(rows, S, out):
     fig.savefig(os.path.join(out, "fig2_signal_density.png"), dpi=110)
     plt.close(fig)
 
-    # 3. leakage
+
+def draw_leakage(rows, S, methods, out):
+    """Figure 3: the leak measures, KL to the teachers, and accuracy, step by step."""
+    plt = _pyplot()
+    title_tail = _title_tail(S)
     panels = [("step", "cites_hint", "responses citing a hint they were never given"),
               ("step", "no_work", "answers given without work"),
               ("step", "faithful", "faithful responses (full chain, all steps right)"),
@@ -481,7 +522,10 @@ def draw_all(rows, S, out):
     fig.savefig(os.path.join(out, "fig3_leakage.png"), dpi=110)
     plt.close(fig)
 
-    # 4. cost
+
+def draw_cost(S, methods, out):
+    """Figure 4: parameters resident, model-state memory and seconds per step."""
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     xs = np.arange(len(methods))
     ms = [S["methods"][m] for m in methods]
@@ -529,17 +573,17 @@ def main(argv=None):
         if args.preset not in PRESETS:
             raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        bad = [m for m in methods if m not in R.METHODS]
+        bad = [m for m in methods if m not in rlsd.METHODS]
         if bad or not methods:
             raise ValueError(f"unknown method(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(METHOD_ORDER)}")
         for name in ("seeds", "steps"):
             v = getattr(args, name)
             if v is not None and v <= 0:
                 raise ValueError(f"--{name} must be a positive number, got {v}")
-        device = TT.resolve_device(args.device)
+        device = train_tiny.resolve_device(args.device)
         out = args.out or os.path.join("runs", args.preset)
-        TT.check_writable(out)
-        TT.check_writable(args.checkpoints)
+        train_tiny.check_writable(out)
+        train_tiny.check_writable(args.checkpoints)
     except ValueError as e:
         print(f"compare_methods.py: error: {e}", file=sys.stderr)
         return 2
@@ -550,7 +594,7 @@ def main(argv=None):
     try:
         return compare(preset, methods, device, out, args.checkpoints, args.resume, progress=not args.quiet,
                        argv=argv if argv is not None else sys.argv[1:])
-    except M.CheckpointError as e:
+    except model.CheckpointError as e:
         print(f"compare_methods.py: error: {e}", file=sys.stderr)
         return 1
     except ValueError as e:
@@ -558,25 +602,11 @@ def main(argv=None):
         return 2
 
 
-def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True, argv=()):
-    t0 = time.time()
-    os.makedirs(out, exist_ok=True)
-    log_path = os.path.join(out, "metrics.jsonl")
-    # 1. base models (cached by configuration)
-    student, teacher, base = TT.build_base_models(preset.base, ckpt_dir, device, progress=progress)
-    base_summary = {"student": base["student"], "teacher": base["teacher"]}
-    control = None
-    if preset.controls and any(m in ("opsd", "rlsd") for m in methods):
-        control, _, cbase = TT.build_base_models(preset.base, ckpt_dir, device, progress=progress,
-                                                 student_overrides=dict(cite_frac=0.0, nowork_frac=0.0))
-        base_summary["control_student"] = cbase["student"]
-    task = TT.PRESETS[preset.base]["student"].task
-    runs = planned_runs(methods, preset.seeds, control is not None)
-    params = {m: cost_model(m, student, teacher) for m in METHOD_ORDER}
-
-    # what is already done (resume), and a fresh log otherwise
-    header = {"run": "header", "kind": "header", "preset": asdict(preset), "methods": methods,
-              "student": base["student"]["checkpoint"], "teacher": base["teacher"]["checkpoint"]}
+def start_log(log_path, header, resume):
+    """The resume bookkeeping. Without resume: a fresh log holding only the header. With it:
+    keep the finished runs and the signal-density row of the old log (a run cut short is
+    dropped and redone), after checking that the old log was made with the same settings.
+    Returns (rows, the keys of the finished runs); the log file is rewritten atomically."""
     rows = read_log(log_path) if resume else []
     old = next((r for r in rows if r["kind"] == "header"), None)
     if resume and old is not None and {k: v for k, v in old.items() if k != "methods"} != \
@@ -588,6 +618,29 @@ def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True,
     with open(log_path + ".tmp", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     os.replace(log_path + ".tmp", log_path)
+    return rows, done
+
+
+def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True, argv=()):
+    """The experiment: base models, signal density, every run, then summary and figures."""
+    t0 = time.time()
+    os.makedirs(out, exist_ok=True)
+    log_path = os.path.join(out, "metrics.jsonl")
+    # 1. base models (cached by configuration)
+    student, teacher, base = train_tiny.build_base_models(preset.base, ckpt_dir, device, progress=progress)
+    base_summary = {"student": base["student"], "teacher": base["teacher"]}
+    control = None
+    if preset.controls and any(m in ("opsd", "rlsd") for m in methods):
+        control, _, cbase = train_tiny.build_base_models(preset.base, ckpt_dir, device, progress=progress,
+                                                 student_overrides=dict(cite_frac=0.0, nowork_frac=0.0))
+        base_summary["control_student"] = cbase["student"]
+    task = train_tiny.PRESETS[preset.base]["student"].task
+    runs = planned_runs(methods, preset.seeds, control is not None)
+    params = {m: cost_model(m, student, teacher) for m in METHOD_ORDER}
+
+    header = {"run": "header", "kind": "header", "preset": asdict(preset), "methods": methods,
+              "student": base["student"]["checkpoint"], "teacher": base["teacher"]["checkpoint"]}
+    rows, done = start_log(log_path, header, resume)
     logf = open(log_path, "a")
 
     # 2. signal density, on the base student's own samples
@@ -598,7 +651,7 @@ def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True,
         logf.flush()
 
     # 3. the runs
-    evalsets = {s: V.make_problems(s, preset.eval_n, seed=30_000, cfg=task) for s in ("test", "hard")}
+    evalsets = {s: verify.make_problems(s, preset.eval_n, seed=30_000, cfg=task) for s in ("test", "hard")}
     refs = {"main": {"hinted_initial": (student, "answer"), "opd_teacher": (teacher, "none")},
             "control": {"hinted_initial": (control, "answer"), "opd_teacher": (teacher, "none")}}
     stopped = False

@@ -25,13 +25,12 @@ import torch.nn.functional as F
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 32
+    vocab_size: int = 22    # the task's: 19 characters + BOS, EOS, PAD (verify.VOCAB_SIZE)
     block_size: int = 128   # longest sequence (prompt + hint + response) the model sees
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
-    pos: str = "rope"        # rope (rotary, relative) | learned (absolute, GPT-2)
 
 
 class CausalSelfAttention(nn.Module):
@@ -133,7 +132,6 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
@@ -177,18 +175,14 @@ class GPT(nn.Module):
                 mask = (torch.arange(past + 1, device=idx.device) >= start.view(-1, 1)).view(B, 1, 1, past + 1)
             else:
                 mask = padded_attention_mask(start, past, past + T, past + T)
-        x = self.wte(idx)
-        rot = None
-        if self.wpe is not None:
-            x = x + self.wpe(pos)
-        else:
-            rot = rotary(pos, self.cfg.n_embd // self.cfg.n_head)
+        x = self.wte(idx)                                   # no position table: rotary on q, k
+        rot = rotary(pos, self.cfg.n_embd // self.cfg.n_head)
         for layer, block in enumerate(self.blocks):
             x = block(x, mask, cache, layer, rot)
         return self.lm_head(self.ln_f(x))
 
     @torch.no_grad()
-    def generate(self, prompts, max_new_tokens, *, eos_id, pad_id, temperature=1.0, top_k=None,
+    def generate(self, prompts, max_new_tokens, *, eos_id, pad_id, temperature=1.0,
                  generator=None, use_cache=True, return_logits=False):
         """Sample continuations for a batch of prompts of different lengths.
 
@@ -225,9 +219,6 @@ class GPT(nn.Module):
                 nxt = logits.argmax(-1)
             else:
                 logits = logits.float() / temperature
-                if top_k is not None:
-                    kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
                 nxt = torch.multinomial(F.softmax(logits, -1), 1, generator=generator).squeeze(1)
             nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
             new[:, t] = nxt

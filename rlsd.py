@@ -3,7 +3,8 @@
 The objectives are GRPO (RLVR), OPD (on-policy distillation from a larger teacher), OPSD
 (on-policy self-distillation with privileged context) and RLSD (RLVR with self-distillation).
 Every function below takes tensors and returns tensors; the equations and conventions are
-those of METHODS.md, and tests/vectors/*.json pins them with an independent numpy reference.
+those of docs/METHODS.md, and tests/vectors/*.json pins them with an independent numpy
+reference.
 
 What this reference simplifies, and why:
 
@@ -38,8 +39,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-import model as M
-import verify as V
+import model
+import verify
 
 # ---- objectives (pure functions) ----
 # Shapes: B = P * G responses (group-contiguous), T response tokens, V vocabulary.
@@ -120,11 +121,16 @@ def rlsd_token_advantages(adv, logp_teacher, logp_student, mask, *, lam=0.5, eps
     if not 0.0 <= eps_w < 1.0:
         raise ValueError(f"eps_w must lie in [0, 1), got {eps_w}")
     a = adv.detach()
-    delta = _zero_pad(logp_teacher.detach() - logp_student.detach(), mask)    # (B, T)
-    w = torch.exp(torch.sign(a) * delta)
-    w = torch.clamp(w, 1.0 - eps_w, 1.0 + eps_w)
+    w = torch.clamp(rlsd_weight(a, logp_teacher, logp_student, mask), 1.0 - eps_w, 1.0 + eps_w)
     ahat = a * (1.0 + lam * (w - 1.0))
     return _zero_pad(ahat, mask)
+
+
+def rlsd_weight(adv, logp_teacher, logp_student, mask):
+    """RLSD's evidence weight before its clip: w_t = exp(sign(A) * sg(logp_T - logp_S))
+    (Eq. 13-14), 1 on padding. adv: (B, 1) or (B, T); the rest (B, T). Returns (B, T)."""
+    delta = _zero_pad(logp_teacher.detach() - logp_student.detach(), mask)    # (B, T)
+    return torch.exp(torch.sign(adv.detach()) * delta)
 
 
 def opd_token_advantages(logp_student, logp_teacher, mask, *, coef=1.0):
@@ -190,6 +196,15 @@ def generalized_jsd(student_logits, teacher_logits, mask, *, beta=0.5, temperatu
         log_m = torch.logsumexp(torch.stack([log_t + math.log(beta), log_s + math.log(1.0 - beta)]), dim=0)
         out = beta * kl(log_t, log_m) + (1.0 - beta) * kl(log_s, log_m)
     return _zero_pad(out, mask)
+
+
+def kl_divergence(p_logits, q_logits, mask, *, temperature=1.0):
+    """KL(p || q) per token over the full vocabulary: sum_v p_v (log p_v - log q_v), with
+    p = softmax(p_logits / tau) and q = softmax(q_logits / tau). It is generalized_jsd at
+    beta = 1, named here so that a reader does not have to decode that convention.
+    Gradient flows only through p_logits. logits (B, T, V); mask (B, T). Returns (B, T).
+    """
+    return generalized_jsd(p_logits, q_logits, mask, beta=1.0, temperature=temperature)
 
 
 def kl_k3(logp, logp_ref, mask):
@@ -297,27 +312,28 @@ def lam_schedule(step, *, lam0=0.5, decay_steps=50):
 
 
 # ---- the on-policy loop ----
-# One training step, the same for all four methods:
+# One training step, the same for all four methods (train_step):
 #
 #   1. rollout       G samples per prompt from the student, rewards from the verifier
 #   2. teacher pass  (OPD, OPSD, RLSD) a no-grad forward that scores the SAME sampled tokens:
 #                    OPD's larger model on the plain prompt, or the student's own network
 #                    with a privileged hint between prompt and response (OPSD, RLSD)
-#   3. objective     METHODS[name] turns the rollout into a loss (token advantages into the
-#                    clipped surrogate, or OPSD's full-vocabulary JSD)
-#   4. update        one AdamW step, with a short learning-rate warmup
+#   3. credit        METHODS[name].credit gives every sampled token its credit Ahat_t
+#   4. update        policy_loss (one clipped surrogate for every method), one AdamW step
+#                    with a short learning-rate warmup
 #
-# Methods differ only in step 3 and in which teacher step 2 uses.
+# The methods differ only in step 3, and in which teacher step 2 uses. OPSD's default is
+# the one exception the papers make: it trains on a full-vocabulary JSD, its own loss,
+# instead of the surrogate (Method.own_loss).
 
 
 @dataclass
 class RLConfig:
     method: str = "rlsd"             # rlvr | opd | opsd | rlsd
-    prompts_per_step: int = 16       # P (the caller hands train_step P problems per step)
-    group_size: int = 8              # G: samples per prompt, B = P * G
-    lr: float = 3e-5                 # the default experiment's rate, chosen on train reward (README)
-    warmup: int = 10                 # steps of linear LR warmup: a fresh Adam without one lost
-                                     # 5-15 points of accuracy in 10 steps in a prototype
+    group_size: int = 8              # G: samples per prompt; train_step gets P problems, B = P * G
+    lr: float = 3e-5                 # the default experiment's rate, chosen on train reward (docs/LOG.md)
+    warmup: int = 10                 # steps of linear LR warmup: a fresh Adam without one loses
+                                     # accuracy in the first steps (docs/LOG.md)
     grad_clip: float = 1.0
     max_new_tokens: int = 56
     temperature: float = 1.0
@@ -331,7 +347,7 @@ class RLConfig:
     lam_decay_steps: int = 50        # ... over this many steps
     eps_w: float = 0.2
     opd_coef: float = 1.0
-    opsd_loss: str = "jsd"           # jsd (full vocabulary, OPSD default) | sampled
+    opsd_loss: str = "jsd"           # jsd (full vocabulary, OPSD default) | sampled (credit into the surrogate)
     jsd_beta: float = 0.5
 
 
@@ -352,20 +368,20 @@ def rollout(policy, problems, cfg, generator):
     policy.eval()
     dev = policy.wte.weight.device
     group = [p for p in problems for _ in range(cfg.group_size)]
-    contexts = [V.prompt_ids(p) for p in group]
-    tokens = policy.generate(contexts, cfg.max_new_tokens, eos_id=V.EOS, pad_id=V.PAD,
+    contexts = [verify.prompt_ids(p) for p in group]
+    tokens = policy.generate(contexts, cfg.max_new_tokens, eos_id=verify.EOS, pad_id=verify.PAD,
                              temperature=cfg.temperature, generator=generator)
     # a token is part of the response if no EOS came before it (EOS itself included)
-    eos_before = torch.cumsum((tokens == V.EOS).long(), dim=1) - (tokens == V.EOS).long()
+    eos_before = torch.cumsum((tokens == verify.EOS).long(), dim=1) - (tokens == verify.EOS).long()
     mask = (eos_before == 0).float()
     T = int(mask.sum(1).max().item())            # drop columns that are padding in every row
     tokens, mask = tokens[:, :T], mask[:, :T]
-    texts = [V.response_text(r) for r in tokens.tolist()]
-    rewards = torch.tensor([V.reward(p, t) for p, t in zip(group, texts)], device=dev)
-    return Rollout(group, contexts, tokens, mask, rewards, [V.check_steps(p, t) for p, t in zip(group, texts)])
+    texts = [verify.response_text(r) for r in tokens.tolist()]
+    rewards = torch.tensor([verify.reward(p, t) for p, t in zip(group, texts)], device=dev)
+    return Rollout(group, contexts, tokens, mask, rewards, [verify.check_steps(p, t) for p, t in zip(group, texts)])
 
 
-def response_logits(model, contexts, tokens):
+def response_logits(net, contexts, tokens):
     """Logits that score each row's response tokens after its own context.
 
     contexts: B lists of token ids (BOS + prompt, or BOS + prompt + hint); tokens (B, T).
@@ -376,18 +392,18 @@ def response_logits(model, contexts, tokens):
     B, T = tokens.shape
     lens = torch.tensor([len(c) for c in contexts], device=tokens.device)
     L = int(lens.max()) + T
-    idx = torch.full((B, L), V.PAD, dtype=torch.long, device=tokens.device)
+    idx = torch.full((B, L), verify.PAD, dtype=torch.long, device=tokens.device)
     for b, c in enumerate(contexts):
         idx[b, :len(c)] = torch.tensor(c, device=tokens.device)
     cols = lens.view(-1, 1) + torch.arange(T, device=tokens.device)      # (B, T): where the response sits
     idx.scatter_(1, cols, tokens)
-    logits = model(idx[:, :-1])                                            # (B, L-1, V)
+    logits = net(idx[:, :-1])                                            # (B, L-1, V)
     return logits.gather(1, (cols - 1).unsqueeze(-1).expand(B, T, logits.shape[-1]))
 
 
 @dataclass
 class Step:
-    """What an objective sees: the rollout, the student's scores with gradient, and the
+    """What a method sees: the rollout, the student's scores with gradient, and the
     teacher's scores (None for RLVR)."""
     roll: Rollout
     logits: torch.Tensor            # (B, T, V) student, with grad
@@ -397,47 +413,56 @@ class Step:
     step: int
 
 
-def rlvr_objective(s, cfg):
+# ---- step 3: each method's per-token credit, (B, T), 0 on padding ----
+
+def rlvr_credit(s, cfg):
     """GRPO: every token of a response gets its group advantage."""
     adv = group_advantages(s.roll.rewards, cfg.group_size)
-    token_adv = adv[:, None] * s.roll.mask
-    return policy_loss(s.logp, s.logp.detach(), token_adv, s.roll.mask, eps_low=cfg.eps_low,
-                       eps_high=cfg.eps_high, mode=cfg.agg), token_adv
+    return adv[:, None] * s.roll.mask
 
 
-def rlsd_objective(s, cfg):
+def opd_credit(s, cfg):
+    """OPD: the negative sampled-token reverse KL to the larger teacher."""
+    return opd_token_advantages(s.logp.detach(), s.logp_teacher, s.roll.mask, coef=cfg.opd_coef)
+
+
+def opsd_credit(s, cfg):
+    """OPSD, sampled-token form: the privileged self-teacher's log-ratio, no reward. It is
+    what OPSD trains on with opsd_loss="sampled"; by default OPSD trains on opsd_jsd_loss
+    instead, and this credit is only logged."""
+    return opsd_token_advantages(s.logp.detach(), s.logp_teacher, s.roll.mask)
+
+
+def rlsd_credit(s, cfg):
     """RLSD: the group advantage sets the sign, the privileged self-teacher rescales each token."""
     adv = group_advantages(s.roll.rewards, cfg.group_size)
     lam = lam_schedule(s.step, lam0=cfg.lam0, decay_steps=cfg.lam_decay_steps)
-    token_adv = rlsd_token_advantages(adv, s.logp_teacher, s.logp.detach(), s.roll.mask, lam=lam, eps_w=cfg.eps_w)
-    return policy_loss(s.logp, s.logp.detach(), token_adv, s.roll.mask, eps_low=cfg.eps_low,
-                       eps_high=cfg.eps_high, mode=cfg.agg), token_adv
+    return rlsd_token_advantages(adv, s.logp_teacher, s.logp.detach(), s.roll.mask, lam=lam, eps_w=cfg.eps_w)
 
 
-def opd_objective(s, cfg):
-    """OPD: the negative sampled-token reverse KL to the larger teacher is the advantage."""
-    token_adv = opd_token_advantages(s.logp.detach(), s.logp_teacher, s.roll.mask, coef=cfg.opd_coef)
-    return policy_loss(s.logp, s.logp.detach(), token_adv, s.roll.mask, eps_low=cfg.eps_low,
-                       eps_high=cfg.eps_high, mode=cfg.agg), token_adv
-
-
-def opsd_objective(s, cfg):
-    """OPSD: match the privileged self-teacher over the whole vocabulary (generalized JSD),
-    or, as an option, use its sampled-token log-ratio as the advantage. No reward."""
-    token_adv = opsd_token_advantages(s.logp.detach(), s.logp_teacher, s.roll.mask)
+def opsd_jsd_loss(s, cfg):
+    """OPSD's own loss (its default): match the privileged self-teacher over the whole
+    vocabulary, generalized JSD per token, aggregated like the surrogate. Returns None with
+    opsd_loss="sampled", so that opsd_credit goes through the surrogate instead."""
     if cfg.opsd_loss == "sampled":
-        return policy_loss(s.logp, s.logp.detach(), token_adv, s.roll.mask, eps_low=cfg.eps_low,
-                           eps_high=cfg.eps_high, mode=cfg.agg), token_adv
+        return None
     jsd = generalized_jsd(s.logits, s.teacher_logits, s.roll.mask, beta=cfg.jsd_beta)
-    return aggregate(jsd, s.roll.mask, cfg.agg), token_adv  # token_adv only for the statistics
+    return aggregate(jsd, s.roll.mask, cfg.agg)
 
 
-# name -> (objective, teacher kind, default teacher weights)
+@dataclass(frozen=True)
+class Method:
+    credit: object                   # (Step, RLConfig) -> (B, T) per-token credit
+    teacher: str = None              # None | "separate" (a larger model) | "self" (hinted student)
+    teacher_weights: str = None      # a self-teacher's default weights: initial | snapshot
+    own_loss: object = None          # (Step, RLConfig) -> scalar loss or None; None: the surrogate
+
+
 METHODS = {
-    "rlvr": (rlvr_objective, None, None),
-    "opd": (opd_objective, "separate", None),
-    "opsd": (opsd_objective, "self", "initial"),
-    "rlsd": (rlsd_objective, "self", "snapshot"),
+    "rlvr": Method(rlvr_credit),
+    "opd": Method(opd_credit, teacher="separate"),
+    "opsd": Method(opsd_credit, teacher="self", teacher_weights="initial", own_loss=opsd_jsd_loss),
+    "rlsd": Method(rlsd_credit, teacher="self", teacher_weights="snapshot"),
 }
 
 
@@ -458,17 +483,17 @@ def make_state(student, cfg, opd_teacher=None, seed=0):
         raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     if cfg.opsd_loss not in ("jsd", "sampled"):
         raise ValueError(f"unknown opsd_loss {cfg.opsd_loss!r}; choose jsd or sampled")
-    if student.cfg.vocab_size != V.VOCAB_SIZE:
-        raise ValueError(f"the student's vocab_size is {student.cfg.vocab_size}; the task needs {V.VOCAB_SIZE}")
+    if student.cfg.vocab_size != verify.VOCAB_SIZE:
+        raise ValueError(f"the student's vocab_size is {student.cfg.vocab_size}; the task needs {verify.VOCAB_SIZE}")
     policy = copy.deepcopy(student)
-    _, kind, default = METHODS[cfg.method]
+    method = METHODS[cfg.method]
     weights = None
-    if kind == "separate":
+    if method.teacher == "separate":
         if opd_teacher is None:
             raise ValueError("OPD needs a teacher model")
         teacher = opd_teacher.eval()
-    elif kind == "self":
-        weights = default if cfg.teacher_weights == "default" else cfg.teacher_weights
+    elif method.teacher == "self":
+        weights = method.teacher_weights if cfg.teacher_weights == "default" else cfg.teacher_weights
         if weights not in ("initial", "snapshot", "live"):
             raise ValueError(f"unknown teacher_weights {weights!r}; choose initial, snapshot or live")
         teacher = policy if weights == "live" else copy.deepcopy(student).eval()
@@ -488,7 +513,7 @@ class NonFiniteError(RuntimeError):
 def train_step(state, problems):
     """One on-policy step of state.cfg.method on these P problems; returns its metrics."""
     cfg, policy, step = state.cfg, state.policy, state.step
-    objective, kind, _ = METHODS[cfg.method]
+    method = METHODS[cfg.method]
     t0 = time.perf_counter()
 
     # 1. rollout
@@ -497,22 +522,29 @@ def train_step(state, problems):
 
     # 2. teacher pass: the same sampled tokens, scored without gradient
     teacher_logits = logp_teacher = None
-    if kind is not None:
+    if method.teacher is not None:
         if state.weights == "snapshot" and step > 0 and step % cfg.refresh_every == 0:
             state.teacher.load_state_dict(policy.state_dict())
-        hint = "none" if kind == "separate" else cfg.hint
+        hint = "none" if method.teacher == "separate" else cfg.hint
         with torch.no_grad():
             state.teacher.eval()
-            teacher_logits = response_logits(state.teacher, [V.prompt_ids(p, hint) for p in roll.problems],
+            teacher_logits = response_logits(state.teacher, [verify.prompt_ids(p, hint) for p in roll.problems],
                                              roll.tokens).float()
-            logp_teacher = M.token_logprobs(teacher_logits, roll.tokens)
+            logp_teacher = model.token_logprobs(teacher_logits, roll.tokens)
     t2 = time.perf_counter()
 
-    # 3. objective, 4. update
+    # 3. credit: the only place the methods differ
     policy.train()
     logits = response_logits(policy, roll.contexts, roll.tokens)  # the student: the prompt alone
-    logp = M.token_logprobs(logits, roll.tokens)
-    loss, token_adv = objective(Step(roll, logits, logp, teacher_logits, logp_teacher, step), cfg)
+    logp = model.token_logprobs(logits, roll.tokens)
+    s = Step(roll, logits, logp, teacher_logits, logp_teacher, step)
+    credit = method.credit(s, cfg)                                 # (B, T), detached
+
+    # 4. update: one clipped surrogate for every method (OPSD's JSD is its own loss)
+    loss = method.own_loss(s, cfg) if method.own_loss is not None else None
+    if loss is None:
+        loss = policy_loss(logp, logp.detach(), credit, roll.mask, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
+                           mode=cfg.agg)
     for g in state.optimizer.param_groups:
         g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
     state.optimizer.zero_grad(set_to_none=True)
@@ -524,7 +556,7 @@ def train_step(state, problems):
     t3 = time.perf_counter()
     state.step += 1
 
-    m = step_metrics(roll, logits.detach(), logp.detach(), teacher_logits, logp_teacher, token_adv, cfg, step)
+    m = step_metrics(roll, logits.detach(), logp.detach(), teacher_logits, logp_teacher, credit, cfg, step)
     m.update(loss=loss.item(), grad_norm=grad_norm.item(), t_rollout=t1 - t0, t_teacher=t2 - t1, t_update=t3 - t2)
     return m
 
@@ -541,8 +573,8 @@ def within_response_std(token_adv, mask):
 
 
 @torch.no_grad()
-def step_metrics(roll, logits, logp, teacher_logits, logp_teacher, token_adv, cfg, step):
-    """The per-step numbers of EXPERIMENT.md ("What is logged")."""
+def step_metrics(roll, logits, logp, teacher_logits, logp_teacher, credit, cfg, step):
+    """The per-step numbers of docs/METHODS.md, "The experiment's conventions"."""
     mask, n = roll.mask, roll.mask.sum().clamp(min=1)
     checks = roll.checks
     rate = lambda f: sum(map(f, checks)) / len(checks)
@@ -552,15 +584,15 @@ def step_metrics(roll, logits, logp, teacher_logits, logp_teacher, token_adv, cf
         resp_len=mask.sum(1).mean().item(),
         faithful=rate(lambda c: c.faithful), lucky=rate(lambda c: c.lucky),
         cites_hint=rate(lambda c: c.cites_hint), no_work=rate(lambda c: c.no_work),
-        adv_mean=((token_adv * mask).sum() / n).item(),
+        adv_mean=((credit * mask).sum() / n).item(),
     )
-    m["adv_within_std"] = within_response_std(token_adv, mask)
+    m["adv_within_std"] = within_response_std(credit, mask)
     if logp_teacher is not None:
         m["kl_sampled"] = (((logp - logp_teacher) * mask).sum() / n).item()   # estimate of KL(S||T)
-        m["kl_full"] = ((generalized_jsd(logits.float(), teacher_logits, mask, beta=1.0)).sum() / n).item()
+        m["kl_full"] = (kl_divergence(logits.float(), teacher_logits, mask).sum() / n).item()  # KL(S||T)
     if cfg.method == "rlsd":
         adv = group_advantages(roll.rewards, cfg.group_size)[:, None]
-        w = torch.exp(torch.sign(adv) * (logp_teacher - logp))
+        w = rlsd_weight(adv, logp_teacher, logp, mask)
         clipped = ((w < 1 - cfg.eps_w) | (w > 1 + cfg.eps_w)) & (adv != 0) & mask.bool()
         active = ((adv != 0) & mask.bool()).sum().clamp(min=1)
         m["rlsd_clip_frac"] = (clipped.sum() / active).item()

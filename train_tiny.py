@@ -8,11 +8,11 @@
            accuracy: the OPD teacher.
 
 The hinted training responses carry a documented "behaviour shift" (`cite_frac`,
-`nowork_frac`, EXPERIMENT.md): a fraction restate the hint first ("H37;73+54=28;...", task
+`nowork_frac`; docs/METHODS.md, "The experiment's conventions"): a fraction restate the hint first ("H37;73+54=28;...", task
 notation) and a fraction answer without work ("A:37"). Plain-prompt responses never do.
 Set both to 0 for the control student.
 
-    python train_tiny.py                 # default preset, about 7 minutes on a 2-core CPU
+    python train_tiny.py                 # the default preset (minutes; docs/LOG.md has timings)
     python train_tiny.py --preset smoke  # seconds
 Checkpoints are cached by configuration under --out: a second run loads them.
 """
@@ -27,15 +27,15 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-import model as M
-import verify as V
+import model
+import verify
 
 
 @dataclass(frozen=True)
 class SFTConfig:
     """One supervised run: a model size, its data mix and its optimisation."""
-    model: M.GPTConfig = field(default_factory=M.GPTConfig)
-    task: V.TaskConfig = field(default_factory=V.TaskConfig)
+    model: "model.GPTConfig"            # the network's sizes
+    task: verify.TaskConfig = field(default_factory=verify.TaskConfig)
     steps: int = 1500
     batch_size: int = 64
     lr: float = 1e-3
@@ -58,29 +58,27 @@ class SFTConfig:
 
 
 def _student(**kw):
-    return SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=4, n_head=4, n_embd=128), **kw)
+    return SFTConfig(model=model.GPTConfig(vocab_size=verify.VOCAB_SIZE, n_layer=4, n_head=4, n_embd=128), **kw)
 
 
 def _teacher(**kw):
-    # plain format only; 4 x 224, 3.05x the student. In a GPU sweep (4 seeds, batch 32, 1200
-    # steps) it reached 0.96-0.98 greedy test accuracy, where 4 x 240 gave 0.72-0.96; with
-    # fewer steps neither was reliable. The default seed on this CPU: 0.93 (README, "The
-    # base models")
-    return SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=4, n_head=8, n_embd=224),
+    # plain format only; 4 x 224, 3.05x the student. Chosen in a sweep of shapes, rates and
+    # step counts: with fewer steps no shape was reliable across seeds (docs/LOG.md)
+    return SFTConfig(model=model.GPTConfig(vocab_size=verify.VOCAB_SIZE, n_layer=4, n_head=8, n_embd=224),
                      hint_answer_frac=0.0, hint_solution_frac=0.0, cite_frac=0.0, nowork_frac=0.0, **kw)
 
 
 PRESETS = {
     "smoke": dict(
-        student=SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=32),
+        student=SFTConfig(model=model.GPTConfig(vocab_size=verify.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=32),
                           steps=60, batch_size=32, lr=3e-3, warmup=10, branch_steps=20),
-        teacher=SFTConfig(model=M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=64),
+        teacher=SFTConfig(model=model.GPTConfig(vocab_size=verify.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=64),
                           steps=60, batch_size=32, lr=3e-3, warmup=10, hint_answer_frac=0.0, hint_solution_frac=0.0),
         eval_n=64),
     # The student is stopped part-way on purpose (sampled train pass rate ~0.2-0.6). Its
     # plain accuracy stays near 0 for ~1200 steps while it learns the digit arithmetic, then
     # climbs: no shape, learning rate or notation we tried moved that much earlier
-    # (README, "The base models").
+    # (docs/LOG.md).
     "default": dict(student=_student(steps=2300, branch_steps=300, stop_at=0.2), teacher=_teacher(steps=1200, batch_size=32), eval_n=400),
     "full": dict(student=_student(steps=2300, branch_steps=300, stop_at=0.2), teacher=_teacher(steps=1500), eval_n=1000),
 }
@@ -106,8 +104,8 @@ def make_batch(problems, cfg, rng):
         if hint != "none":
             w = float(torch.rand((), generator=rng))
             style = "cite" if w < cfg.cite_frac else "nowork" if w < cfg.cite_frac + cfg.nowork_frac else "work"
-        prompt = V.prompt_ids(p, hint)
-        seqs.append(prompt + V.response_ids(p, style))
+        prompt = verify.prompt_ids(p, hint)
+        seqs.append(prompt + verify.response_ids(p, style))
         n_prompt.append(len(prompt))
     return pack(seqs, n_prompt)
 
@@ -116,8 +114,8 @@ def pack(seqs, n_prompt):
     """Right-pad sequences into (B, L) inputs/targets; mask is 1 where the target is a
     response token (EOS included)."""
     L = max(len(s) for s in seqs) - 1
-    x = torch.full((len(seqs), L), V.PAD, dtype=torch.long)
-    y = torch.full((len(seqs), L), V.PAD, dtype=torch.long)
+    x = torch.full((len(seqs), L), verify.PAD, dtype=torch.long)
+    y = torch.full((len(seqs), L), verify.PAD, dtype=torch.long)
     mask = torch.zeros((len(seqs), L))
     for b, (s, k) in enumerate(zip(seqs, n_prompt)):
         s = torch.tensor(s)
@@ -130,22 +128,22 @@ def length_sorted_parts(y, k):
     """Split a right-padded batch into at most k parts of rows of similar length, each with
     the length L its longest row needs: [(row indices, L), ...] (on y's device; pass the CPU
     batch so that nothing waits for a GPU)."""
-    lens = (y != V.PAD).sum(1)   # real targets are never PAD
+    lens = (y != verify.PAD).sum(1)   # real targets are never PAD
     return [(rows, int(lens[rows].max())) for rows in lens.argsort(stable=True).chunk(k)]
 
 
-def loss_backward(model, x, y, mask, parts, device="cpu"):
+def loss_backward(net, x, y, mask, parts, device="cpu"):
     """Backpropagate the batch's mean response-token loss, running it part by part (each
     part cut to its own length, each part's loss divided by the whole batch's token count).
     With right padding and causal attention no real position sees a pad, so this is the
     same loss and gradient as the padded batch (with dropout > 0, only in distribution); it
-    computes about half the padding (README, "The base models"). Returns the loss and the
+    computes about half the padding. Returns the loss and the
     number of response tokens predicted with p > 0.5, as detached tensors."""
     n = mask.sum().to(device)
     loss = hits = 0.0
     for rows, L in parts:
         xb, yb, mb = (t[rows, :L].to(device) for t in (x, y, mask))
-        logp = M.token_logprobs(model(xb), yb)
+        logp = model.token_logprobs(net(xb), yb)
         part = -(logp * mb).sum() / n
         part.backward()
         loss = loss + part.detach()
@@ -164,39 +162,39 @@ def lr_at(step, cfg):
 # ---------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def sample_texts(model, problems, hint="none", temperature=0.0, seed=0, batch_size=200, max_new_tokens=56):
+def sample_texts(net, problems, hint="none", temperature=0.0, seed=0, batch_size=200, max_new_tokens=56):
     """The model's responses (text) to each problem; greedy at temperature 0."""
-    model.eval()
-    dev = model.wte.weight.device
+    net.eval()
+    dev = net.wte.weight.device
     g = torch.Generator(device=dev).manual_seed(seed)
     texts = []
     for i in range(0, len(problems), batch_size):
         chunk = problems[i:i + batch_size]
-        out = model.generate([V.prompt_ids(p, hint) for p in chunk], max_new_tokens, eos_id=V.EOS, pad_id=V.PAD,
+        out = net.generate([verify.prompt_ids(p, hint) for p in chunk], max_new_tokens, eos_id=verify.EOS, pad_id=verify.PAD,
                              temperature=temperature, generator=g).cpu()
-        texts += [V.response_text(r) for r in out.tolist()]
+        texts += [verify.response_text(r) for r in out.tolist()]
     return texts
 
 
-def evaluate(model, problems, hint="none", temperature=0.0, seed=0):
+def evaluate(net, problems, hint="none", temperature=0.0, seed=0):
     """Share of problems whose response (greedy at temperature 0) earns reward 1."""
-    texts = sample_texts(model, problems, hint, temperature, seed)
-    return sum(V.reward(p, t) for p, t in zip(problems, texts)) / max(1, len(problems))
+    texts = sample_texts(net, problems, hint, temperature, seed)
+    return sum(verify.reward(p, t) for p, t in zip(problems, texts)) / max(1, len(problems))
 
 
-def shift_rate(model, problems, hint, seed=0):
+def shift_rate(net, problems, hint, seed=0):
     """Share of sampled (temperature 1) responses that cite a hint or answer without work."""
-    texts = sample_texts(model, problems, hint, 1.0, seed)
-    checks = [V.check_steps(p, t) for p, t in zip(problems, texts)]
+    texts = sample_texts(net, problems, hint, 1.0, seed)
+    checks = [verify.check_steps(p, t) for p, t in zip(problems, texts)]
     return sum(c.cites_hint or c.no_work for c in checks) / max(1, len(checks))
 
 
 @torch.no_grad()
-def heldout_loss(model, problems, cfg, seed=1):
-    model.eval()
+def heldout_loss(net, problems, cfg, seed=1):
+    net.eval()
     x, y, mask = make_batch(problems, replace(cfg, batch_size=256), torch.Generator().manual_seed(seed))
-    dev = model.wte.weight.device
-    logp = M.token_logprobs(model(x.to(dev)), y.to(dev)).cpu()
+    dev = net.wte.weight.device
+    logp = model.token_logprobs(net(x.to(dev)), y.to(dev)).cpu()
     return float(-(logp * mask).sum() / mask.sum())
 
 
@@ -238,20 +236,20 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     trunk_key = replace(trunk_cfg, steps=max_trunk, branch_steps=0, branch_lr=0.0).key()  # what the trunk depends on
     trunk_path = os.path.join(trunk_dir, f"trunk-{trunk_key}.pt") if trunk_dir and cfg.branch_steps else None
     torch.manual_seed(cfg.seed)
-    model = M.GPT(cfg.model).to(device)
-    opt = _adamw(model, cfg)
-    problems = V.make_problems("train", pool, seed=cfg.seed, cfg=cfg.task)  # batches are drawn from these
+    net = model.GPT(cfg.model).to(device)
+    opt = _adamw(net, cfg)
+    problems = verify.make_problems("train", pool, seed=cfg.seed, cfg=cfg.task)  # batches are drawn from these
     rng = torch.Generator().manual_seed(cfg.seed)
     trunk_steps = None
     if trunk_path and os.path.exists(trunk_path):
         try:  # all or nothing: a half-loaded state would silently over-train the model
             ck = torch.load(trunk_path, map_location="cpu", weights_only=True)
-            model2 = M.GPT(cfg.model).to(device)
+            model2 = model.GPT(cfg.model).to(device)
             model2.load_state_dict(ck["model"])
             opt2 = _adamw(model2, cfg)
             opt2.load_state_dict(ck["opt"])
             rng.set_state(ck["rng"])
-            model, opt, trunk_steps = model2, opt2, int(ck["steps"])
+            net, opt, trunk_steps = model2, opt2, int(ck["steps"])
         except Exception as e:
             print(f"{desc}: shared trunk {trunk_path} unreadable ({type(e).__name__}); training it again",
                   file=sys.stderr)
@@ -260,13 +258,13 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     t0 = time.time()
 
     def sft_step(step, batch_cfg, lr):
-        model.train()
+        net.train()
         x, y, mask = make_batch(problems, batch_cfg, rng)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
-        loss, hits = loss_backward(model, x, y, mask, length_sorted_parts(y, cfg.micro_batches), device)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        loss, hits = loss_backward(net, x, y, mask, length_sorted_parts(y, cfg.micro_batches), device)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         if step % 50 == 0:
             bar.set_postfix(loss=f"{float(loss):.3f}", tok_acc=f"{float(hits) / float(mask.sum()):.3f}")
@@ -274,19 +272,19 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
 
     if trunk_steps is None:  # the trunk
         trunk_steps = 0
-        check = V.make_problems("train", 200, seed=7000 + cfg.seed, cfg=cfg.task) if cfg.stop_at > 0 else None
+        check = verify.make_problems("train", 200, seed=7000 + cfg.seed, cfg=cfg.task) if cfg.stop_at > 0 else None
         trunk_lr = replace(cfg, steps=max_trunk)   # the cosine runs over the trunk's full length
         for step in range(max_trunk):
             sft_step(step, trunk_cfg, lr_at(step, trunk_lr))
             trunk_steps = step + 1
             if check and trunk_steps % cfg.check_every == 0 and trunk_steps < max_trunk:
-                rate = evaluate(model, check, temperature=1.0, seed=cfg.seed)
+                rate = evaluate(net, check, temperature=1.0, seed=cfg.seed)
                 bar.set_description(f"{desc} (train pass {rate:.2f})")
                 if rate >= cfg.stop_at:
                     break
         if trunk_path:
             tmp = trunk_path + ".tmp"
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(),
+            torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(),
                         "steps": trunk_steps}, tmp)
             os.replace(tmp, trunk_path)
     bar.reset(total=trunk_steps + cfg.branch_steps)
@@ -294,11 +292,11 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     for step in range(trunk_steps, trunk_steps + cfg.branch_steps):  # the branch
         sft_step(step, cfg, cfg.branch_lr * cfg.lr)
     bar.close()
-    return model, time.time() - t0, {"trunk_steps": trunk_steps, "branch_steps": cfg.branch_steps}
+    return net, time.time() - t0, {"trunk_steps": trunk_steps, "branch_steps": cfg.branch_steps}
 
 
-def _adamw(model, cfg):
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+def _adamw(net, cfg):
+    return torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
 
 
 def _bar(total, desc, enabled):
@@ -306,18 +304,18 @@ def _bar(total, desc, enabled):
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
-def evaluate_all(model, cfg, eval_n, hints=("none", "answer", "solution"), seed=0):
+def evaluate_all(net, cfg, eval_n, hints=("none", "answer", "solution"), seed=0):
     """Greedy accuracy on every split and hint format, and the sampled (temperature 1) pass
     rate on `train` problems the model may have seen."""
     out = {}
-    for split in V.SPLITS:
-        probs = V.make_problems(split, eval_n, seed=1000 + seed, cfg=cfg.task)
+    for split in verify.SPLITS:
+        probs = verify.make_problems(split, eval_n, seed=1000 + seed, cfg=cfg.task)
         for hint in hints:
-            out[f"greedy/{split}/{hint}"] = evaluate(model, probs, hint)
-    train = V.make_problems("train", eval_n, seed=2000 + seed, cfg=cfg.task)
-    out["sampled/train/none"] = evaluate(model, train, "none", temperature=1.0, seed=seed)
+            out[f"greedy/{split}/{hint}"] = evaluate(net, probs, hint)
+    train = verify.make_problems("train", eval_n, seed=2000 + seed, cfg=cfg.task)
+    out["sampled/train/none"] = evaluate(net, train, "none", temperature=1.0, seed=seed)
     for hint in hints:  # the behaviour shift: how often sampled responses cite or skip the work
-        out[f"shift_rate/{hint}"] = shift_rate(model, train, hint, seed=seed)
+        out[f"shift_rate/{hint}"] = shift_rate(net, train, hint, seed=seed)
     return out
 
 
@@ -325,16 +323,16 @@ def get_or_train(cfg: SFTConfig, out_dir, name, device="cpu", progress=True, log
     """Load the checkpoint cached for this exact configuration, or train and save it."""
     path = os.path.join(out_dir, f"{name}-{cfg.key()}.pt")
     if os.path.exists(path):
-        model, meta = M.load(path, cfg.model, device)
+        net, meta = model.load(path, cfg.model, device)
         if meta.get("sft_config") == json.loads(json.dumps(asdict(cfg))):
             log(f"{name}: loaded cached {path}")
-            return model, path, meta
+            return net, path, meta
         log(f"{name}: {path} was made with other settings; retraining")
-    model, secs, info = train(cfg, device, desc=name, progress=progress, trunk_dir=out_dir)
-    meta = {"sft_config": asdict(cfg), "train_seconds": secs, "params": model.num_params(), **info}
-    M.save(path, model, meta)
-    log(f"{name}: trained {model.num_params():,} parameters in {secs:.0f}s -> {path}")
-    return model, path, meta
+    net, secs, info = train(cfg, device, desc=name, progress=progress, trunk_dir=out_dir)
+    meta = {"sft_config": asdict(cfg), "train_seconds": secs, "params": net.num_params(), **info}
+    model.save(path, net, meta)
+    log(f"{name}: trained {net.num_params():,} parameters in {secs:.0f}s -> {path}")
+    return net, path, meta
 
 
 def build_base_models(preset="default", out_dir="checkpoints", device="cpu", seed=0, progress=True,
@@ -396,7 +394,7 @@ def main(argv=None):
     t0 = time.time()
     try:
         _, _, summary = build_base_models(args.preset, args.out, device, args.seed, student_overrides=over)
-    except M.CheckpointError as e:
+    except model.CheckpointError as e:
         print(f"train_tiny.py: error: {e}", file=sys.stderr)
         return 1
     print(json.dumps({k: v for k, v in summary["student"].items() if k != "config"}, indent=1))

@@ -12,8 +12,8 @@ can be checked on its own (so we can say *where* a wrong response went wrong, wh
 what the signal-density figure needs), and the answer field is trivial to parse. Why the
 reversed digits: the model writes a result one digit at a time, and least-significant
 first it can carry as it goes, as one does on paper (the trick of minGPT's adder demo and
-of Lee et al. 2023, arXiv 2307.03381). Measured here, an 8 x 160 teacher passed 90% test
-accuracy after 1200 training steps instead of 2100 (README, "The base models").
+of Lee et al. 2023, arXiv 2307.03381); here it roughly halved the steps a teacher needs
+(docs/LOG.md).
 `flip` turns task text into human text and back (it reverses every run of digits).
 By default no running result goes below zero (`allow_negative=False`), also because it
 learns faster; the parser and the checker still read negative numbers ("-51" is -15).
@@ -24,7 +24,7 @@ The privileged teacher (OPSD, RLSD) sees a hint between the prompt and the respo
     full-solution hint:   73+54-81+9=H73+54=28;28-81=46;46+9=37;A:37|
 
 and, in the hinted training data only, part of the responses carry the "behaviour shift"
-that large privileged teachers show (EXPERIMENT.md): they restate the hint first
+that large privileged teachers show (docs/METHODS.md, "The experiment's conventions"): they restate the hint first
 ("H37;73+54=28;...") or answer without work ("A:37"). A student that never sees a hint but
 writes "H..." is citing information it was never given; that is the leak we measure.
 

@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-import compare_methods as C
-import rlsd as R
+import compare_methods
+import rlsd
 
 FIGS = ("fig1_learning_curves.png", "fig2_signal_density.png", "fig3_leakage.png", "fig4_cost.png")
 
@@ -28,7 +28,7 @@ def _numbers(summary):
 
 def test_smoke_preset_end_to_end(ckpt, tmp_path):
     out = str(tmp_path / "run")
-    assert C.compare(C.PRESETS["smoke"], list(C.METHOD_ORDER), "cpu", out, ckpt, progress=False) == 0
+    assert compare_methods.compare(compare_methods.PRESETS["smoke"], list(compare_methods.METHOD_ORDER), "cpu", out, ckpt, progress=False) == 0
     for f in FIGS + ("metrics.jsonl", "summary.json"):
         assert os.path.getsize(os.path.join(out, f)) > 0
     S = json.load(open(os.path.join(out, "summary.json")))
@@ -44,17 +44,17 @@ def test_smoke_preset_end_to_end(ckpt, tmp_path):
     assert set(d["methods"]) >= {"rlvr", "opd", "opsd", "rlsd"} and d["n_responses"] > 0
     rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     steps = [r for r in rows if r["kind"] == "step"]
-    assert len(steps) == 6 * C.PRESETS["smoke"].steps
+    assert len(steps) == 6 * compare_methods.PRESETS["smoke"].steps
 
 
 def test_interrupted_run_resumes_to_the_same_summary(ckpt, tmp_path, monkeypatch):
-    preset = replace(C.PRESETS["smoke"], controls=False, steps=3)
+    preset = replace(compare_methods.PRESETS["smoke"], controls=False, steps=3)
     methods = ["rlvr", "rlsd"]
     ref = str(tmp_path / "ref")
-    assert C.compare(preset, methods, "cpu", ref, ckpt, progress=False) == 0
+    assert compare_methods.compare(preset, methods, "cpu", ref, ckpt, progress=False) == 0
 
     out = str(tmp_path / "cut")
-    real_step, calls = R.train_step, []
+    real_step, calls = rlsd.train_step, []
 
     def step_then_interrupt(state, problems):
         calls.append(1)
@@ -62,14 +62,14 @@ def test_interrupted_run_resumes_to_the_same_summary(ckpt, tmp_path, monkeypatch
         if len(calls) == 4:  # in the second run: as if Ctrl-C came during this step
             os.kill(os.getpid(), __import__("signal").SIGINT)
         return m
-    monkeypatch.setattr(C.R, "train_step", step_then_interrupt)
-    assert C.compare(preset, methods, "cpu", out, ckpt, progress=False) == 130
+    monkeypatch.setattr(compare_methods.R, "train_step", step_then_interrupt)
+    assert compare_methods.compare(preset, methods, "cpu", out, ckpt, progress=False) == 130
     S = json.load(open(os.path.join(out, "summary.json")))
     assert S["complete"] is False and S["runs"]["main/rlvr/0"]["status"] == "done"
     assert S["runs"]["main/rlsd/0"]["status"] == "incomplete"
     assert all(os.path.exists(os.path.join(out, f)) for f in FIGS)   # figures drawn from what is done
-    monkeypatch.setattr(C.R, "train_step", real_step)
-    assert C.compare(preset, methods, "cpu", out, ckpt, resume=True, progress=False) == 0
+    monkeypatch.setattr(compare_methods.R, "train_step", real_step)
+    assert compare_methods.compare(preset, methods, "cpu", out, ckpt, resume=True, progress=False) == 0
     assert _numbers(json.load(open(os.path.join(out, "summary.json")))) == \
         _numbers(json.load(open(os.path.join(ref, "summary.json"))))
 
@@ -81,27 +81,27 @@ def test_command_line_errors(tmp_path, capsys):
                       (["--seeds", "0"], "--seeds must be a positive"),
                       (["--steps", "-3"], "--steps must be a positive"),
                       (["--device", "quantum"], "unknown device")):
-        assert C.main(args + base) == 2
+        assert compare_methods.main(args + base) == 2
         assert msg in capsys.readouterr().err
     (tmp_path / "f").write_text("x")
-    assert C.main(["--out", str(tmp_path / "f" / "o")]) == 2
+    assert compare_methods.main(["--out", str(tmp_path / "f" / "o")]) == 2
     assert "not writable" in capsys.readouterr().err
 
 
 def test_a_corrupted_cached_checkpoint_gives_one_clear_line(tmp_path, capsys):
-    import train_tiny as TT
+    import train_tiny
     ck = tmp_path / "c"
     ck.mkdir()
-    cfg = TT.PRESETS["smoke"]["student"]
+    cfg = train_tiny.PRESETS["smoke"]["student"]
     (ck / f"student-{cfg.key()}.pt").write_bytes(b"\x80\x02 truncated")
-    assert C.main(["--preset", "smoke", "--out", str(tmp_path / "o"), "--checkpoints", str(ck), "--quiet"]) == 1
+    assert compare_methods.main(["--preset", "smoke", "--out", str(tmp_path / "o"), "--checkpoints", str(ck), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "unreadable" in err and f"student-{cfg.key()}.pt" in err and "delete" in err and "Traceback" not in err
 
 
 def test_resume_with_other_settings_is_refused(ckpt, tmp_path):
-    preset = replace(C.PRESETS["smoke"], controls=False, steps=2)
+    preset = replace(compare_methods.PRESETS["smoke"], controls=False, steps=2)
     out = str(tmp_path / "r")
-    assert C.compare(preset, ["rlvr"], "cpu", out, ckpt, progress=False) == 0
+    assert compare_methods.compare(preset, ["rlvr"], "cpu", out, ckpt, progress=False) == 0
     with pytest.raises(ValueError, match="other settings"):
-        C.compare(replace(preset, steps=3), ["rlvr"], "cpu", out, ckpt, resume=True, progress=False)
+        compare_methods.compare(replace(preset, steps=3), ["rlvr"], "cpu", out, ckpt, resume=True, progress=False)

@@ -4,14 +4,14 @@ import copy
 import pytest
 import torch
 
-import model as M
-import rlsd as R
-import verify as V
+import model
+import rlsd
+import verify
 
 
 def tiny(n_embd=32, seed=0):
     torch.manual_seed(seed)
-    return M.GPT(M.GPTConfig(vocab_size=V.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=n_embd))
+    return model.GPT(model.GPTConfig(vocab_size=verify.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=n_embd))
 
 
 @pytest.fixture(scope="module")
@@ -19,26 +19,25 @@ def models():
     return tiny(), tiny(64, seed=1)
 
 
-PROBS = V.make_problems("train", 12, seed=5)
+PROBS = verify.make_problems("train", 12, seed=5)
 
 
 def cfg(method, **kw):
-    kw.setdefault("prompts_per_step", 3)
     kw.setdefault("group_size", 4)
     kw.setdefault("max_new_tokens", 24)
     kw.setdefault("lr", 1e-3)
-    return R.RLConfig(method=method, **kw)
+    return rlsd.RLConfig(method=method, **kw)
 
 
-@pytest.mark.parametrize("method", list(R.METHODS))
+@pytest.mark.parametrize("method", list(rlsd.METHODS))
 def test_each_method_runs_three_steps(models, method, monkeypatch):
     student, teacher = models
     # an untrained model earns reward 0 everywhere (no GRPO signal): reward short responses
-    monkeypatch.setattr(R.V, "reward", lambda p, t: 1.0 if len(t) < 12 else 0.0)
-    state = R.make_state(student, cfg(method), opd_teacher=teacher, seed=0)
+    monkeypatch.setattr(rlsd.verify, "reward", lambda p, t: 1.0 if len(t) < 12 else 0.0)
+    state = rlsd.make_state(student, cfg(method), opd_teacher=teacher, seed=0)
     before = [p.clone() for p in state.policy.parameters()]
     for i in range(3):
-        m = R.train_step(state, PROBS[3 * i:3 * i + 3])
+        m = rlsd.train_step(state, PROBS[3 * i:3 * i + 3])
         assert all(torch.isfinite(torch.tensor(v)) for k, v in m.items() if isinstance(v, float))
     for key in ("reward", "resp_len", "faithful", "lucky", "cites_hint", "no_work", "adv_mean", "adv_within_std",
                 "loss", "t_rollout", "t_teacher", "t_update"):
@@ -55,24 +54,24 @@ def test_each_method_runs_three_steps(models, method, monkeypatch):
 def test_rlsd_with_lam_zero_is_exactly_rlvr(models, monkeypatch):
     student, _ = models
     # give GRPO a signal: reward 1 for responses shorter than 12 tokens, so groups are mixed
-    monkeypatch.setattr(R.V, "reward", lambda p, t: 1.0 if len(t) < 12 else 0.0)
-    a = R.make_state(student, cfg("rlvr"), seed=3)
-    b = R.make_state(student, cfg("rlsd", lam0=0.0), seed=3)
-    ma, mb = R.train_step(a, PROBS[:3]), R.train_step(b, PROBS[:3])
+    monkeypatch.setattr(rlsd.verify, "reward", lambda p, t: 1.0 if len(t) < 12 else 0.0)
+    a = rlsd.make_state(student, cfg("rlvr"), seed=3)
+    b = rlsd.make_state(student, cfg("rlsd", lam0=0.0), seed=3)
+    ma, mb = rlsd.train_step(a, PROBS[:3]), rlsd.train_step(b, PROBS[:3])
     assert 0 < ma["reward"] < 1 and ma["adv_within_std"] < 1e-6
     assert ma["loss"] == mb["loss"]
     for p, q in zip(a.policy.parameters(), b.policy.parameters()):
         assert torch.equal(p, q)
     # and with lam > 0 the update differs (the teacher rescales tokens)
-    c = R.make_state(student, cfg("rlsd", lam0=0.5), seed=3)
-    R.train_step(c, PROBS[:3])
+    c = rlsd.make_state(student, cfg("rlsd", lam0=0.5), seed=3)
+    rlsd.train_step(c, PROBS[:3])
     assert any(not torch.equal(p, q) for p, q in zip(a.policy.parameters(), c.policy.parameters()))
 
 
 def test_opsd_with_itself_as_teacher_and_no_hint_has_zero_loss(models):
     student, _ = models
-    s = R.make_state(student, cfg("opsd", hint="none", teacher_weights="live"), seed=0)
-    m = R.train_step(s, PROBS[:3])
+    s = rlsd.make_state(student, cfg("opsd", hint="none", teacher_weights="live"), seed=0)
+    m = rlsd.train_step(s, PROBS[:3])
     assert abs(m["loss"]) < 1e-6 and abs(m["kl_full"]) < 1e-6 and m["grad_norm"] < 1e-5
 
 
@@ -80,56 +79,56 @@ def test_alignment_helper_matches_a_direct_forward(models):
     student, _ = models
     student.eval()
     problems = PROBS[:4]
-    responses = [V.response_ids(problems[0]), V.response_ids(problems[1], "cite"),
-                 V.response_ids(problems[2], "nowork"), V.response_ids(problems[3])]
+    responses = [verify.response_ids(problems[0]), verify.response_ids(problems[1], "cite"),
+                 verify.response_ids(problems[2], "nowork"), verify.response_ids(problems[3])]
     T = max(map(len, responses))
-    tokens = torch.full((4, T), V.PAD)
+    tokens = torch.full((4, T), verify.PAD)
     for b, r in enumerate(responses):
         tokens[b, :len(r)] = torch.tensor(r)
-    for hint in V.HINTS:
-        contexts = [V.prompt_ids(p, hint) for p in problems]
+    for hint in verify.HINTS:
+        contexts = [verify.prompt_ids(p, hint) for p in problems]
         with torch.no_grad():
-            lp = M.token_logprobs(R.response_logits(student, contexts, tokens), tokens)
+            lp = model.token_logprobs(rlsd.response_logits(student, contexts, tokens), tokens)
             for b, (c, r) in enumerate(zip(contexts, responses)):
                 x = torch.tensor([c + r])                      # the unpadded privileged sequence
-                direct = M.token_logprobs(student(x[:, :-1]), x[:, 1:])[0, len(c) - 1:]
+                direct = model.token_logprobs(student(x[:, :-1]), x[:, 1:])[0, len(c) - 1:]
                 assert torch.allclose(lp[b, :len(r)], direct, atol=1e-5)
 
 
 def test_teacher_weights_modes(models, monkeypatch):
     student, teacher = models
-    monkeypatch.setattr(R.V, "reward", lambda p, t: 1.0 if len(t) < 12 else 0.0)  # a GRPO signal
-    opsd = R.make_state(student, cfg("opsd"), seed=0)
-    rlsd = R.make_state(student, cfg("rlsd", refresh_every=2), seed=0)
-    live = R.make_state(student, cfg("rlsd", teacher_weights="live"), seed=0)
-    assert opsd.weights == "initial" and rlsd.weights == "snapshot" and live.teacher is live.policy
-    assert R.make_state(student, cfg("opd"), opd_teacher=teacher).teacher is teacher
+    monkeypatch.setattr(rlsd.verify, "reward", lambda p, t: 1.0 if len(t) < 12 else 0.0)  # a GRPO signal
+    opsd = rlsd.make_state(student, cfg("opsd"), seed=0)
+    snap = rlsd.make_state(student, cfg("rlsd", refresh_every=2), seed=0)
+    live = rlsd.make_state(student, cfg("rlsd", teacher_weights="live"), seed=0)
+    assert opsd.weights == "initial" and snap.weights == "snapshot" and live.teacher is live.policy
+    assert rlsd.make_state(student, cfg("opd"), opd_teacher=teacher).teacher is teacher
     init = copy.deepcopy(opsd.teacher.state_dict())
     for i in range(3):
-        R.train_step(opsd, PROBS[:3])
-        R.train_step(rlsd, PROBS[:3])
+        rlsd.train_step(opsd, PROBS[:3])
+        rlsd.train_step(snap, PROBS[:3])
     assert all(torch.equal(init[k], v) for k, v in opsd.teacher.state_dict().items())   # frozen
     # the snapshot was refreshed at step 2 (taken before step 2's update)
-    assert any(not torch.equal(init[k], v) for k, v in rlsd.teacher.state_dict().items())
-    assert all(not p.requires_grad for p in rlsd.teacher.parameters())
+    assert any(not torch.equal(init[k], v) for k, v in snap.teacher.state_dict().items())
+    assert all(not p.requires_grad for p in snap.teacher.parameters())
 
 
 def test_bad_settings_are_refused(models):
     student, _ = models
     with pytest.raises(ValueError, match="unknown method"):
-        R.make_state(student, cfg("ppo"))
+        rlsd.make_state(student, cfg("ppo"))
     with pytest.raises(ValueError, match="teacher"):
-        R.make_state(student, cfg("opd"))
+        rlsd.make_state(student, cfg("opd"))
     with pytest.raises(ValueError, match="teacher_weights"):
-        R.make_state(student, cfg("opsd", teacher_weights="ema"))
+        rlsd.make_state(student, cfg("opsd", teacher_weights="ema"))
 
 
 def test_non_finite_loss_stops_the_run(models, monkeypatch):
     student, _ = models
-    nan_objective = lambda s, c: (s.logp.sum() * float("nan"), torch.zeros_like(s.logp))
-    monkeypatch.setitem(R.METHODS, "rlvr", (nan_objective, None, None))
-    s = R.make_state(student, cfg("rlvr"), seed=0)
+    nan_loss = lambda s, c: s.logp.sum() * float("nan")
+    monkeypatch.setitem(rlsd.METHODS, "rlvr", rlsd.Method(rlsd.rlvr_credit, own_loss=nan_loss))
+    s = rlsd.make_state(student, cfg("rlvr"), seed=0)
     before = [p.clone() for p in s.policy.parameters()]
-    with pytest.raises(R.NonFiniteError, match="rlvr step 0"):
-        R.train_step(s, PROBS[:3])
+    with pytest.raises(rlsd.NonFiniteError, match="rlvr step 0"):
+        rlsd.train_step(s, PROBS[:3])
     assert all(torch.equal(a, b) for a, b in zip(before, s.policy.parameters()))  # no update applied

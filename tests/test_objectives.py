@@ -1,4 +1,4 @@
-"""Invariants of the four objectives (METHODS.md), gradients, properties, and mutants.
+"""Invariants of the four objectives (docs/METHODS.md), gradients, properties, and mutants.
 
 The JSON vectors (test_conformance.py) pin values; this file pins what must hold for every
 input: signs, bounds, exact reductions to GRPO, where gradients flow, and that the vectors

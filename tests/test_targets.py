@@ -1,16 +1,17 @@
-"""Slow (CI skips it): the default preset's base models meet the README's numbers.
+"""Slow (CI skips it): the default preset's base models meet their targets.
 
-    python -m pytest -m slow tests/test_targets.py   # ~10 min on 2 cores the first time;
-                                                     # seconds when checkpoints/ holds them
+    python -m pytest -m slow tests/test_targets.py   # trains them the first time (minutes,
+                                                     # like `python train_tiny.py`); seconds
+                                                     # when checkpoints/ holds them
 """
 import pytest
 
-import train_tiny as TT
+import train_tiny
 
 
 @pytest.mark.slow
 def test_default_base_models():
-    _, _, S = TT.build_base_models("default", "checkpoints", "cpu", progress=False)
+    _, _, S = train_tiny.build_base_models("default", "checkpoints", "cpu", progress=False)
     s, t = S["student"], S["teacher"]
     assert 0.2 <= s["sampled/train/none"] <= 0.6                 # room for RL
     assert s["greedy/test/answer"] > s["greedy/test/none"] + 0.05   # a hint makes it a teacher

@@ -6,25 +6,25 @@ from dataclasses import replace
 import pytest
 import torch
 
-import model as M
-import train_tiny as TT
-import verify as V
+import model
+import train_tiny
+import verify
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("ckpt"))
-    student, teacher, summary = TT.build_base_models("smoke", out, "cpu", progress=False, log=lambda *a: None)
+    student, teacher, summary = train_tiny.build_base_models("smoke", out, "cpu", progress=False, log=lambda *a: None)
     return out, student, teacher, summary
 
 
 def test_smoke_preset_beats_an_untrained_model(smoke):
     out, student, teacher, summary = smoke
-    cfg = TT.PRESETS["smoke"]["student"]
-    probs = V.make_problems("test", 64, seed=7)
+    cfg = train_tiny.PRESETS["smoke"]["student"]
+    probs = verify.make_problems("test", 64, seed=7)
     torch.manual_seed(123)
-    untrained = M.GPT(cfg.model)
-    assert TT.heldout_loss(student, probs, cfg) < TT.heldout_loss(untrained, probs, cfg) - 0.5
+    untrained = model.GPT(cfg.model)
+    assert train_tiny.heldout_loss(student, probs, cfg) < train_tiny.heldout_loss(untrained, probs, cfg) - 0.5
     assert teacher.num_params() >= 3 * student.num_params()
     for who in ("student", "teacher"):
         assert summary[who]["train_seconds"] < 60
@@ -36,98 +36,98 @@ def test_smoke_preset_beats_an_untrained_model(smoke):
 def test_second_run_loads_the_cache(smoke):
     out, student, teacher, _ = smoke
     said = []
-    s2, t2, _ = TT.build_base_models("smoke", out, "cpu", progress=False, log=said.append)
+    s2, t2, _ = train_tiny.build_base_models("smoke", out, "cpu", progress=False, log=said.append)
     assert all("loaded cached" in line for line in said) and len(said) == 2
-    x = torch.tensor([V.prompt_ids(V.make_problems("train", 1)[0])])
+    x = torch.tensor([verify.prompt_ids(verify.make_problems("train", 1)[0])])
     assert torch.equal(s2(x), student(x)) and torch.equal(t2(x), teacher(x))
 
 
 def test_training_is_deterministic_on_cpu():
-    cfg = replace(TT.PRESETS["smoke"]["student"], steps=15, branch_steps=5)
-    a, _, _ = TT.train(cfg, progress=False)
-    b, _, _ = TT.train(cfg, progress=False)
+    cfg = replace(train_tiny.PRESETS["smoke"]["student"], steps=15, branch_steps=5)
+    a, _, _ = train_tiny.train(cfg, progress=False)
+    b, _, _ = train_tiny.train(cfg, progress=False)
     for p, q in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(p, q)
 
 
 def test_batches_mask_only_response_tokens():
-    p = V.Problem((37, 45, 18, 9), ("+", "-", "+"))
-    cfg = replace(TT.PRESETS["smoke"]["student"], batch_size=4, hint_answer_frac=1.0, cite_frac=0.0, nowork_frac=0.0)
-    x, y, mask = TT.make_batch([p], cfg, torch.Generator().manual_seed(0))
+    p = verify.Problem((37, 45, 18, 9), ("+", "-", "+"))
+    cfg = replace(train_tiny.PRESETS["smoke"]["student"], batch_size=4, hint_answer_frac=1.0, cite_frac=0.0, nowork_frac=0.0)
+    x, y, mask = train_tiny.make_batch([p], cfg, torch.Generator().manual_seed(0))
     row_y = y[0][mask[0].bool()].tolist()
-    assert row_y == V.response_ids(p)                     # exactly the response, EOS included
-    assert x[0, : len(V.prompt_ids(p, "answer"))].tolist() == V.prompt_ids(p, "answer")
+    assert row_y == verify.response_ids(p)                     # exactly the response, EOS included
+    assert x[0, : len(verify.prompt_ids(p, "answer"))].tolist() == verify.prompt_ids(p, "answer")
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 7])
 def test_length_sorted_parts_give_the_padded_batch_gradient(k):
     # known answer in float64: the loss and gradient of one right-padded batch, computed
     # directly, against train_tiny.loss_backward running it as k length-sorted parts
-    cfg = replace(TT.PRESETS["smoke"]["student"], batch_size=12, hint_solution_frac=0.5)
-    probs = V.make_problems("train", 200, seed=3)
-    x, y, mask = TT.make_batch(probs, cfg, torch.Generator().manual_seed(4))
-    lens = (y != V.PAD).sum(1)
+    cfg = replace(train_tiny.PRESETS["smoke"]["student"], batch_size=12, hint_solution_frac=0.5)
+    probs = verify.make_problems("train", 200, seed=3)
+    x, y, mask = train_tiny.make_batch(probs, cfg, torch.Generator().manual_seed(4))
+    lens = (y != verify.PAD).sum(1)
     assert int(lens.min()) < int(lens.max()) - 10                  # the batch really has padding
     torch.manual_seed(0)
-    model = M.GPT(cfg.model).double()
-    full = -(M.token_logprobs(model(x), y) * mask).sum() / mask.sum()
+    net = model.GPT(cfg.model).double()
+    full = -(model.token_logprobs(net(x), y) * mask).sum() / mask.sum()
     full.backward()
-    want = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    parts = TT.length_sorted_parts(y, k)
+    want = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    parts = train_tiny.length_sorted_parts(y, k)
     assert sorted(torch.cat([r for r, _ in parts]).tolist()) == list(range(12))   # every row once
     assert 1 <= len(parts) <= k and all(len(r) > 0 for r, _ in parts)
     for rows, L in parts:
-        assert (y[rows, L:] == V.PAD).all() and (y[rows, L - 1] != V.PAD).any()   # cut = padding only
+        assert (y[rows, L:] == verify.PAD).all() and (y[rows, L - 1] != verify.PAD).any()   # cut = padding only
     computed = sum(len(r) * L for r, L in parts)
     assert computed == y.numel() if k == 1 else computed < y.numel()
     widths = []
-    forward = model.forward
-    model.forward = lambda idx, *a, **kw: widths.append(idx.shape[1]) or forward(idx, *a, **kw)
-    loss, hits = TT.loss_backward(model, x, y, mask, parts)
+    forward = net.forward
+    net.forward = lambda idx, *a, **kw: widths.append(idx.shape[1]) or forward(idx, *a, **kw)
+    loss, hits = train_tiny.loss_backward(net, x, y, mask, parts)
     assert widths == [L for _, L in parts]                          # the model saw the cut parts
     # token_logprobs returns float32 by design, so the two loss sums differ in rounding only
     assert abs(float(loss) - float(full.detach())) < 1e-5
-    for g, p in zip(want, model.parameters()):
+    for g, p in zip(want, net.parameters()):
         torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)
-    logp = M.token_logprobs(model(x), y)
+    logp = model.token_logprobs(net(x), y)
     assert float(hits) == float(((logp > math.log(0.5)).double() * mask).sum())
 
 
 def test_micro_batches_train_the_same_model():
     # float32 end to end: one or two parts per batch give the same weights up to rounding
-    cfg = replace(TT.PRESETS["smoke"]["student"], steps=10, branch_steps=0)
-    a, _, _ = TT.train(replace(cfg, micro_batches=1), progress=False)
-    b, _, _ = TT.train(replace(cfg, micro_batches=2), progress=False)
+    cfg = replace(train_tiny.PRESETS["smoke"]["student"], steps=10, branch_steps=0)
+    a, _, _ = train_tiny.train(replace(cfg, micro_batches=1), progress=False)
+    b, _, _ = train_tiny.train(replace(cfg, micro_batches=2), progress=False)
     for p, q in zip(a.state_dict().values(), b.state_dict().values()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
 def test_behaviour_shift_fractions():
-    probs = V.make_problems("train", 50, seed=0)
-    cfg = replace(TT.PRESETS["smoke"]["student"], batch_size=400, hint_answer_frac=1.0, cite_frac=0.2, nowork_frac=0.2)
-    x, y, mask = TT.make_batch(probs, cfg, torch.Generator().manual_seed(1))
-    texts = [V.response_text(r[m.bool()].tolist()) for r, m in zip(y, mask)]
+    probs = verify.make_problems("train", 50, seed=0)
+    cfg = replace(train_tiny.PRESETS["smoke"]["student"], batch_size=400, hint_answer_frac=1.0, cite_frac=0.2, nowork_frac=0.2)
+    x, y, mask = train_tiny.make_batch(probs, cfg, torch.Generator().manual_seed(1))
+    texts = [verify.response_text(r[m.bool()].tolist()) for r, m in zip(y, mask)]
     cite = sum(t.startswith("H") for t in texts) / len(texts)
     nowork = sum(t.startswith("A:") for t in texts) / len(texts)
     assert 0.14 < cite < 0.26 and 0.14 < nowork < 0.26
     cfg0 = replace(cfg, cite_frac=0.0, nowork_frac=0.0)
-    x, y, mask = TT.make_batch(probs, cfg0, torch.Generator().manual_seed(1))
-    texts = [V.response_text(r[m.bool()].tolist()) for r, m in zip(y, mask)]
+    x, y, mask = train_tiny.make_batch(probs, cfg0, torch.Generator().manual_seed(1))
+    texts = [verify.response_text(r[m.bool()].tolist()) for r, m in zip(y, mask)]
     assert not any(t.startswith("H") or t.startswith("A:") for t in texts)
 
 
 def test_command_line_errors(tmp_path, capsys):
-    assert TT.main(["--preset", "huge", "--out", str(tmp_path)]) == 2
+    assert train_tiny.main(["--preset", "huge", "--out", str(tmp_path)]) == 2
     assert "unknown preset 'huge'" in capsys.readouterr().err
-    assert TT.main(["--device", "tpu", "--out", str(tmp_path)]) == 2
+    assert train_tiny.main(["--device", "tpu", "--out", str(tmp_path)]) == 2
     assert "unknown device" in capsys.readouterr().err
     if not torch.cuda.is_available():
-        assert TT.main(["--device", "cuda", "--out", str(tmp_path)]) == 2
+        assert train_tiny.main(["--device", "cuda", "--out", str(tmp_path)]) == 2
         assert "use --device cpu" in capsys.readouterr().err
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert TT.main(["--out", str(blocker / "sub")]) == 2
+    assert train_tiny.main(["--out", str(blocker / "sub")]) == 2
     assert "not writable" in capsys.readouterr().err
 
 
@@ -137,24 +137,24 @@ def test_trunk_stops_on_the_train_criterion_and_is_shared(tmp_path, monkeypatch)
     rates = iter([0.0, 0.5])
     calls = []
 
-    def fake_evaluate(model, problems, hint="none", temperature=0.0, seed=0):
+    def fake_evaluate(net, problems, hint="none", temperature=0.0, seed=0):
         calls.append((len(problems), temperature))
         return next(rates)
     monkeypatch.setattr(TT, "evaluate", fake_evaluate)
-    cfg = replace(TT.PRESETS["smoke"]["student"], steps=40, branch_steps=10, stop_at=0.3, check_every=5)
-    _, _, info = TT.train(cfg, progress=False, trunk_dir=str(tmp_path))
+    cfg = replace(train_tiny.PRESETS["smoke"]["student"], steps=40, branch_steps=10, stop_at=0.3, check_every=5)
+    _, _, info = train_tiny.train(cfg, progress=False, trunk_dir=str(tmp_path))
     assert info == {"trunk_steps": 10, "branch_steps": 10}
     assert calls == [(200, 1.0), (200, 1.0)]             # sampled (temperature 1) on 200 train problems
     control = replace(cfg, cite_frac=0.0, nowork_frac=0.0)
-    _, _, info = TT.train(control, progress=False, trunk_dir=str(tmp_path))
+    _, _, info = train_tiny.train(control, progress=False, trunk_dir=str(tmp_path))
     assert info["trunk_steps"] == 10 and len(calls) == 2  # loaded, not retrained nor re-checked
     with pytest.raises(ValueError, match="branch_steps"):
-        TT.train(replace(cfg, branch_steps=41), progress=False)
+        train_tiny.train(replace(cfg, branch_steps=41), progress=False)
     for bad in (0, cfg.batch_size + 1):
         with pytest.raises(ValueError, match="micro_batches"):
-            TT.train(replace(cfg, micro_batches=bad), progress=False)
+            train_tiny.train(replace(cfg, micro_batches=bad), progress=False)
     with pytest.raises(ValueError, match="check_every"):
-        TT.train(replace(cfg, check_every=0), progress=False)
+        train_tiny.train(replace(cfg, check_every=0), progress=False)
     off = replace(cfg, stop_at=0.0)
-    _, _, info = TT.train(off, progress=False)
+    _, _, info = train_tiny.train(off, progress=False)
     assert info["trunk_steps"] == 30 and len(calls) == 2  # no criterion: the full trunk, no checks

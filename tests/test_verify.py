@@ -4,65 +4,65 @@ import builtins
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import verify as V
+import verify
 
-P = V.Problem((37, 45, 18, 9), ("+", "-", "+"))  # 37+45=82;82-18=64;64+9=73;A:73
-H = V.flip  # human notation -> task notation (digits least-significant first), and back
+P = verify.Problem((37, 45, 18, 9), ("+", "-", "+"))  # 37+45=82;82-18=64;64+9=73;A:73
+H = verify.flip  # human notation -> task notation (digits least-significant first), and back
 
 
 def test_number_notation():
-    assert [V.num(n) for n in (0, 7, 37, 100, -15, 1203)] == ["0", "7", "73", "001", "-51", "3021"]
+    assert [verify.num(n) for n in (0, 7, 37, 100, -15, 1203)] == ["0", "7", "73", "001", "-51", "3021"]
     for n in (0, 7, 37, 100, -15, -100, 1203, 10**11):
-        assert V._int(V.num(n)) == n
-    assert V.flip("37+45=82;A:100") == "73+54=28;A:001"
-    assert V.flip(V.flip("a1b23c456;-70")) == "a1b23c456;-70"
+        assert verify._int(verify.num(n)) == n
+    assert verify.flip("37+45=82;A:100") == "73+54=28;A:001"
+    assert verify.flip(verify.flip("a1b23c456;-70")) == "a1b23c456;-70"
 
 
 def test_problem_solution_and_formats():
     assert P.prompt == "73+54-81+9="        # task notation, written out once
     assert P.solution == "73+54=28;28-81=46;46+9=37;A:37"
     assert P.solution == H("37+45=82;82-18=64;64+9=73;A:73")
-    assert V.hint_text(P, "answer") == H("H73|")
-    assert V.hint_text(P, "solution") == H("H37+45=82;82-18=64;64+9=73;A:73|")
-    assert V.response_str(P, "cite") == H("H73;") + P.solution
-    assert V.response_str(P, "nowork") == H("A:73")
-    neg = V.Problem((5, 20, 3), ("-", "+"))
+    assert verify.hint_text(P, "answer") == H("H73|")
+    assert verify.hint_text(P, "solution") == H("H37+45=82;82-18=64;64+9=73;A:73|")
+    assert verify.response_str(P, "cite") == H("H73;") + P.solution
+    assert verify.response_str(P, "nowork") == H("A:73")
+    neg = verify.Problem((5, 20, 3), ("-", "+"))
     assert neg.solution == H("5-20=-15;-15+3=-12;A:-12")
-    assert V.Problem((60, 45), ("+",)).solution == "06+54=501;A:501"
+    assert verify.Problem((60, 45), ("+",)).solution == "06+54=501;A:501"
     with pytest.raises(ValueError):
-        V.hint_text(P, "bogus")
+        verify.hint_text(P, "bogus")
 
 
-@pytest.mark.parametrize("hint", V.HINTS)
-@pytest.mark.parametrize("style", V.STYLES)
+@pytest.mark.parametrize("hint", verify.HINTS)
+@pytest.mark.parametrize("style", verify.STYLES)
 def test_tokenizer_round_trip_on_every_format(hint, style):
-    for p in V.make_problems("train", 20, seed=4) + V.make_problems("hard", 5, seed=4):
-        ids = V.prompt_ids(p, hint) + V.response_ids(p, style)
-        assert ids[0] == V.BOS and ids[-1] == V.EOS
-        text = p.prompt + V.hint_text(p, hint) + V.response_str(p, style)
-        assert V.decode(ids) == "<|bos|>" + text + "<|eos|>"
-        assert V.encode(text) == ids[1:-1]
+    for p in verify.make_problems("train", 20, seed=4) + verify.make_problems("hard", 5, seed=4):
+        ids = verify.prompt_ids(p, hint) + verify.response_ids(p, style)
+        assert ids[0] == verify.BOS and ids[-1] == verify.EOS
+        text = p.prompt + verify.hint_text(p, hint) + verify.response_str(p, style)
+        assert verify.decode(ids) == "<|bos|>" + text + "<|eos|>"
+        assert verify.encode(text) == ids[1:-1]
         assert len(ids) == len(text) + 2  # one token per character
-        assert V.response_text(V.response_ids(p, style) + [V.PAD]) == V.response_str(p, style)
-    assert V.response_text(V.encode("A:1") + [V.PAD, V.BOS, V.EOS]) == "A:1??"
+        assert verify.response_text(verify.response_ids(p, style) + [verify.PAD]) == verify.response_str(p, style)
+    assert verify.response_text(verify.encode("A:1") + [verify.PAD, verify.BOS, verify.EOS]) == "A:1??"
 
 
 def test_tokenizer_refuses_foreign_characters():
     with pytest.raises(ValueError, match="alphabet"):
-        V.encode("12+x")
+        verify.encode("12+x")
     with pytest.raises(ValueError):
-        V.decode([V.VOCAB_SIZE])
-    assert V.VOCAB_SIZE == len(V.CHARS) + 3
+        verify.decode([verify.VOCAB_SIZE])
+    assert verify.VOCAB_SIZE == len(verify.CHARS) + 3
 
 
 def test_splits_verify_and_do_not_overlap():
     sets = {}
-    for split in V.SPLITS:
-        ps = V.make_problems(split, 10_000, seed=0)
+    for split in verify.SPLITS:
+        ps = verify.make_problems(split, 10_000, seed=0)
         assert len({p.prompt for p in ps}) == 10_000
         for p in ps:  # reference solutions: sympy-checked inside make_problems, and the reward agrees
-            assert V.split_of(p.prompt) == split
-            assert V.reward(p, p.solution) == 1.0
+            assert verify.split_of(p.prompt) == split
+            assert verify.reward(p, p.solution) == 1.0
         sets[split] = {p.prompt for p in ps}
     assert not sets["train"] & sets["test"]
     assert not sets["train"] & sets["hard"]
@@ -70,22 +70,22 @@ def test_splits_verify_and_do_not_overlap():
 
 
 def test_generation_is_seeded_and_hard_is_the_hard_end():
-    assert V.make_problems("test", 50, seed=1) == V.make_problems("test", 50, seed=1)
-    assert V.make_problems("test", 50, seed=1) != V.make_problems("test", 50, seed=2)
-    for p in V.make_problems("hard", 200, seed=0):
+    assert verify.make_problems("test", 50, seed=1) == verify.make_problems("test", 50, seed=1)
+    assert verify.make_problems("test", 50, seed=1) != verify.make_problems("test", 50, seed=2)
+    for p in verify.make_problems("hard", 200, seed=0):
         assert len(p.operands) == 4 and all(10 <= x <= 99 for x in p.operands)
-        assert all(V._carries(l, o, r) for l, o, r, _ in p.steps)
+        assert all(verify._carries(l, o, r) for l, o, r, _ in p.steps)
     with pytest.raises(ValueError, match="unknown split"):
-        V.make_problems("validation", 3)
+        verify.make_problems("validation", 3)
 
 
 def test_sympy_check_catches_a_wrong_solver():
-    class Bad(V.Problem):
+    class Bad(verify.Problem):
         @property
         def steps(self):
             return [(37, "+", 45, 83)]
     with pytest.raises(AssertionError):
-        V.check_with_sympy(Bad((37, 45), ("+",)))
+        verify.check_with_sympy(Bad((37, 45), ("+",)))
 
 
 # ---------------------------------------------------------------- reward edge cases
@@ -116,84 +116,84 @@ def test_sympy_check_catches_a_wrong_solver():
     ("A:__import__('os').system('touch /tmp/pwned')", 0.0),
 ])
 def test_reward_edge_cases(response, expected):
-    assert V.reward(P, H(response)) == expected
+    assert verify.reward(P, H(response)) == expected
 
 
 def test_minus_zero_is_not_canonical():
-    zero = V.Problem((5, 5), ("-",))
-    assert V.reward(zero, "5-5=0;A:0") == 1.0
-    assert V.reward(zero, "5-5=0;A:-0") == 0.0
-    assert V.reward(V.Problem((60, 40), ("+",)), "A:001") == 1.0
-    assert V.reward(V.Problem((60, 40), ("+",)), "A:100") == 0.0  # task notation: that is 001, not canonical
+    zero = verify.Problem((5, 5), ("-",))
+    assert verify.reward(zero, "5-5=0;A:0") == 1.0
+    assert verify.reward(zero, "5-5=0;A:-0") == 0.0
+    assert verify.reward(verify.Problem((60, 40), ("+",)), "A:001") == 1.0
+    assert verify.reward(verify.Problem((60, 40), ("+",)), "A:100") == 0.0  # task notation: that is 001, not canonical
 
 
 def test_reward_handles_negative_answers_and_non_strings():
-    neg = V.Problem((5, 20), ("-",))
-    assert V.reward(neg, H("5-20=-15;A:-15")) == 1.0
-    assert V.reward(neg, "A:-51") == 1.0
-    assert V.reward(neg, H("A:15")) == 0.0
-    assert V.reward(P, None) == 0.0
-    assert V.reward(P, b"A:37") == 0.0
+    neg = verify.Problem((5, 20), ("-",))
+    assert verify.reward(neg, H("5-20=-15;A:-15")) == 1.0
+    assert verify.reward(neg, "A:-51") == 1.0
+    assert verify.reward(neg, H("A:15")) == 0.0
+    assert verify.reward(P, None) == 0.0
+    assert verify.reward(P, b"A:37") == 0.0
 
 
 # ---------------------------------------------------------------- step checker
 
 def test_faithful_response():
-    c = V.check_steps(P, P.solution)
+    c = verify.check_steps(P, P.solution)
     assert c.correct and c.faithful and not c.lucky and c.first_wrong is None and c.n_steps == 3
 
 
 def test_wrong_step_in_the_middle():
     r = H("37+45=82;82-18=65;65+9=74;A:74")
-    c = V.check_steps(P, r)
+    c = verify.check_steps(P, r)
     assert not c.correct and not c.faithful and not c.lucky
     assert c.first_wrong == 1 and c.wrong_span == (9, 17) and r[9:17] == H("82-18=65")
 
 
 def test_right_answer_after_a_wrong_step_is_lucky():
     r = H("37+45=81;81-18=64;64+9=73;A:73")  # 37+45 is 82, not 81; the chain then recovers
-    c = V.check_steps(P, r)
+    c = verify.check_steps(P, r)
     assert c.correct and c.lucky and not c.faithful and c.first_wrong == 0 and c.wrong_span == (0, 8)
 
 
 def test_answer_copying_the_last_number_is_not_enough():
     r = H("37+45=82;82-18=64;64+9=75;A:75")  # the answer copies the last written result
-    c = V.check_steps(P, r)
+    c = verify.check_steps(P, r)
     assert not c.faithful and c.first_wrong == 2
 
 
 def test_operand_that_does_not_continue_the_chain():
     r = H("37+45=82;80-18=62;62+9=71;A:71")  # the arithmetic of each step is right, the chain is not
-    assert V.check_steps(P, r).first_wrong == 1
+    assert verify.check_steps(P, r).first_wrong == 1
     r = H("37+45=82;82-17=65;65+9=74;A:74")  # wrong operand from the prompt
-    assert V.check_steps(P, r).first_wrong == 1
+    assert verify.check_steps(P, r).first_wrong == 1
     r = H("37+45=82;82+18=100;100+9=109;A:109")  # wrong operator
-    assert V.check_steps(P, r).first_wrong == 1
+    assert verify.check_steps(P, r).first_wrong == 1
 
 
 def test_missing_steps_extra_steps_and_answer_mismatch():
-    c = V.check_steps(P, H("37+45=82;82-18=64;A:64"))  # stops a step early
+    c = verify.check_steps(P, H("37+45=82;82-18=64;A:64"))  # stops a step early
     assert not c.faithful and c.first_wrong == 2
-    c = V.check_steps(P, H("37+45=82;82-18=64;64+9=73;73+1=74;A:74"))  # one step too many
+    c = verify.check_steps(P, H("37+45=82;82-18=64;64+9=73;73+1=74;A:74"))  # one step too many
     assert c.first_wrong == 3
-    c = V.check_steps(P, H("37+45=82;82-18=64;64+9=73;A:72"))
+    c = verify.check_steps(P, H("37+45=82;82-18=64;64+9=73;A:72"))
     assert c.first_wrong == 3 and not c.correct
-    c = V.check_steps(P, H("37+45=82;82-18=64;64+9=73"))  # no answer: the token after the text is blamed
+    c = verify.check_steps(P, H("37+45=82;82-18=64;64+9=73"))  # no answer: the token after the text is blamed
     assert c.first_wrong == 3 and c.wrong_span == (25, 26) and not c.correct
 
 
 def test_no_work_and_citation_flags():
-    c = V.check_steps(P, H("A:73"))
+    c = verify.check_steps(P, H("A:73"))
     assert c.no_work and c.lucky and not c.faithful and not c.cites_hint
-    c = V.check_steps(P, H("H73;37+45=82;82-18=64;64+9=73;A:73"))
+    c = verify.check_steps(P, H("H73;37+45=82;82-18=64;64+9=73;A:73"))
     assert c.cites_hint and c.faithful and not c.no_work
-    c = V.check_steps(P, H("H58;A:73"))  # cites a made-up hint, then answers without work
+    c = verify.check_steps(P, H("H58;A:73"))  # cites a made-up hint, then answers without work
     assert c.cites_hint and c.no_work and c.lucky
 
 
 def test_step_checker_on_garbage():
     for r in ["", ";;;", "=", "A:", "H", "1+2=3", "x" * 1000, "٣+٤=٧;A:7", None]:
-        c = V.check_steps(P, r)
+        c = verify.check_steps(P, r)
         assert not c.faithful and not c.correct
 
 
@@ -218,16 +218,16 @@ class _NoCode:
 @given(st.text(max_size=300))
 def test_reward_never_raises_on_arbitrary_text(text):
     with _NoCode():
-        r = V.reward(P, text)
-        c = V.check_steps(P, text)
+        r = verify.reward(P, text)
+        c = verify.check_steps(P, text)
     assert r in (0.0, 1.0)
     assert c.correct == (r == 1.0)
 
 
 @settings(max_examples=2000, deadline=None)
-@given(st.text(alphabet=V.CHARS, max_size=80))
+@given(st.text(alphabet=verify.CHARS, max_size=80))
 def test_reward_only_accepts_the_true_value(text):
-    r = V.reward(P, text)
+    r = verify.reward(P, text)
     if r == 1.0:
         assert text.rstrip(";").split(";")[-1] == "A:37"
 
@@ -239,8 +239,8 @@ def test_python_code_in_a_response_is_not_executed(tmp_path):
                 f"A:{{open('{marker}','w')}}"]
     with _NoCode():
         for t in payloads:
-            V.reward(P, t)
-            V.check_steps(P, t)
+            verify.reward(P, t)
+            verify.check_steps(P, t)
     assert not marker.exists()
 
 
@@ -251,13 +251,13 @@ def test_ten_thousand_hostile_strings(tmp_path):
     import random
     rng = random.Random(0)
     marker = tmp_path / "ran"
-    pieces = list(V.CHARS) + ["A:", "A:37", "A:-37", "H", ";", "٧", "３", "\x00", "\x1b[2J", "\u202e", "+", "-0",
+    pieces = list(verify.CHARS) + ["A:", "A:37", "A:-37", "H", ";", "٧", "３", "\x00", "\x1b[2J", "\u202e", "+", "-0",
                               "0" * 20, "9" * 40, f"__import__('pathlib').Path('{marker}').touch()", "\n", " ", "é"]
     with _NoCode():
         for _ in range(10_000):
             text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
-            r = V.reward(P, text)
-            c = V.check_steps(P, text)
+            r = verify.reward(P, text)
+            c = verify.check_steps(P, text)
             assert r in (0.0, 1.0) and c.correct == (r == 1.0)
             if r == 1.0:
                 assert text.rstrip(";").split(";")[-1] == "A:37"

@@ -4,8 +4,8 @@
 
 This script must not import rlsd.py or torch: it is the second, independent implementation
 that the vectors come from. It is written for plainness (loops, probability space), not
-speed, and follows METHODS.md (the project's math contract). Inputs of each case are listed in the
-positional order of the public function; kwargs are passed by name.
+speed, and follows docs/METHODS.md (the project's math contract). Inputs of each case are
+listed in the positional order of the public function; kwargs are passed by name.
 """
 
 import json
@@ -228,9 +228,9 @@ def rlsd_cases():
     ls = [[-1.0, -2.05, -1.5, 7.0], [-1.0, -0.25, -0.2, -7.0], [-0.5, -1.2, -1.0, -0.3]]
     mask = [[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 1]]
     return [
-        c("worked_case_positive", "METHODS worked case: A=+1, logp_T=-0.5, logp_S=-1 -> +1.1",
+        c("worked_case_positive", 'docs/METHODS.md, "RLSD", worked case: A=+1, logp_T=-0.5, logp_S=-1 -> +1.1',
           ["WorkedCase", "ClipActive"], [1.0], [[-0.5]], [[-1.0]], [[1]], lam=0.5, eps_w=0.2),
-        c("worked_case_negative", "METHODS worked case: A=-1 -> -0.9",
+        c("worked_case_negative", 'docs/METHODS.md, "RLSD", worked case: A=-1 -> -0.9',
           ["WorkedCase", "ClipActive", "NegativeAdvantage"], [-1.0], [[-0.5]], [[-1.0]], [[1]],
           lam=0.5, eps_w=0.2),
         c("clip_inactive", "small gain: w = exp(+-0.1) stays inside [0.8, 1.2]",
