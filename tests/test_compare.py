@@ -62,13 +62,13 @@ def test_interrupted_run_resumes_to_the_same_summary(ckpt, tmp_path, monkeypatch
         if len(calls) == 4:  # in the second run: as if Ctrl-C came during this step
             os.kill(os.getpid(), __import__("signal").SIGINT)
         return m
-    monkeypatch.setattr(compare_methods.R, "train_step", step_then_interrupt)
+    monkeypatch.setattr(compare_methods.rlsd, "train_step", step_then_interrupt)
     assert compare_methods.compare(preset, methods, "cpu", out, ckpt, progress=False) == 130
     S = json.load(open(os.path.join(out, "summary.json")))
     assert S["complete"] is False and S["runs"]["main/rlvr/0"]["status"] == "done"
     assert S["runs"]["main/rlsd/0"]["status"] == "incomplete"
     assert all(os.path.exists(os.path.join(out, f)) for f in FIGS)   # figures drawn from what is done
-    monkeypatch.setattr(compare_methods.R, "train_step", real_step)
+    monkeypatch.setattr(compare_methods.rlsd, "train_step", real_step)
     assert compare_methods.compare(preset, methods, "cpu", out, ckpt, resume=True, progress=False) == 0
     assert _numbers(json.load(open(os.path.join(out, "summary.json")))) == \
         _numbers(json.load(open(os.path.join(ref, "summary.json"))))

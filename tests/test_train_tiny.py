@@ -140,7 +140,7 @@ def test_trunk_stops_on_the_train_criterion_and_is_shared(tmp_path, monkeypatch)
     def fake_evaluate(net, problems, hint="none", temperature=0.0, seed=0):
         calls.append((len(problems), temperature))
         return next(rates)
-    monkeypatch.setattr(TT, "evaluate", fake_evaluate)
+    monkeypatch.setattr(train_tiny, "evaluate", fake_evaluate)
     cfg = replace(train_tiny.PRESETS["smoke"]["student"], steps=40, branch_steps=10, stop_at=0.3, check_every=5)
     _, _, info = train_tiny.train(cfg, progress=False, trunk_dir=str(tmp_path))
     assert info == {"trunk_steps": 10, "branch_steps": 10}

@@ -262,3 +262,19 @@ def test_ten_thousand_hostile_strings(tmp_path):
             if r == 1.0:
                 assert text.rstrip(";").split(";")[-1] == "A:37"
     assert not marker.exists()
+
+
+def test_multiplication_option():
+    # TaskConfig.ops may include "*" (not used by the experiment): the solver, the sympy
+    # check, the reward and the step checker all handle it
+    cfg = verify.TaskConfig(ops="+-*", max_value=9)
+    probs = verify.make_problems("train", 200, seed=1, cfg=cfg)
+    times = [p for p in probs if "*" in p.ops]
+    assert times
+    for p in times:
+        assert verify.check_with_sympy(p)
+        assert verify.reward(p, p.solution) == 1.0
+        assert verify.check_steps(p, p.solution).faithful
+    p = verify.Problem((3, 4), ("*",))
+    assert p.value == 12 and p.solution == "3*4=21;A:21"     # 12 is written 21
+    assert verify.check_steps(p, "3*4=31;A:31").first_wrong == 0   # 13 is not 3*4

@@ -1,0 +1,39 @@
+"""Every reference to a Markdown file, in code, tests, vectors and docs, points to a file
+that is in the repository (a reader who follows a reference must find it)."""
+import os
+import re
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MD_REF = re.compile(r"[\w./-]*\w\.md\b")
+
+
+def tracked_files():
+    try:
+        out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        files = out.split()
+    except (OSError, subprocess.CalledProcessError):     # not a git checkout: walk the tree
+        files = [os.path.relpath(os.path.join(d, f), ROOT) for d, _, fs in os.walk(ROOT) for f in fs]
+    return [f for f in files if f.endswith((".py", ".md", ".json", ".txt", ".ini", ".cfg", ".toml"))
+            and os.path.exists(os.path.join(ROOT, f))]
+
+
+def resolves(ref, where):
+    return any(os.path.isfile(os.path.normpath(os.path.join(base, ref)))
+               for base in (ROOT, os.path.dirname(os.path.join(ROOT, where))))
+
+
+def test_every_markdown_reference_exists():
+    missing = []
+    for f in tracked_files():
+        with open(os.path.join(ROOT, f), encoding="utf-8", errors="replace") as fh:
+            for n, line in enumerate(fh, 1):
+                for ref in MD_REF.findall(line):
+                    if not resolves(ref, f):
+                        missing.append(f"{f}:{n}: {ref}")
+    assert not missing, "references to Markdown files that are not in the repository:\n" + "\n".join(missing)
+
+
+def test_the_contract_and_the_log_exist():
+    for f in ("README.md", "docs/METHODS.md", "docs/LOG.md", "tests/vectors/README.md"):
+        assert os.path.isfile(os.path.join(ROOT, f)), f
