@@ -26,6 +26,7 @@ import torch
 import compare_methods
 import model
 import rlsd
+import runtime
 import train_tiny
 import verify
 
@@ -125,7 +126,7 @@ def bench_methods(student, teacher, device, repeats, preset):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     ap.add_argument("--preset", default="default", help=f"compare preset whose sizes are timed: {', '.join(compare_methods.PRESETS)}")
     ap.add_argument("--repeats", type=int, default=5)
@@ -138,7 +139,7 @@ def main(argv=None):
         if args.repeats <= 0:
             raise ValueError(f"--repeats must be a positive number, got {args.repeats}")
         device = train_tiny.resolve_device(args.device)
-        train_tiny.check_writable(os.path.dirname(os.path.abspath(args.out)))
+        runtime.check_file(args.out)     # before the work: not a folder, room to write it
     except ValueError as e:
         print(f"bench.py: error: {e}", file=sys.stderr)
         return 2
@@ -174,8 +175,12 @@ def main(argv=None):
         peak = f"{r['peak_memory_mb']:9.1f}" if r["peak_memory_mb"] is not None else f"{'n/a':>9s}"
         print(f"{m:8s}{r['t_rollout']:9.3f}{r['t_teacher']:9.3f}{r['t_update']:9.3f}{r['t_step']:9.3f}"
               f"{r.get('step_over_rlvr', 1.0):7.2f}{r['resp_len']:9.1f}{r['params_resident']:11,d}{peak}")
-    with open(args.out, "w") as f:
-        json.dump(res, f, indent=1)
+    try:
+        runtime.write_json(args.out, res)
+    except runtime.FileProblem as e:
+        print(json.dumps(res, indent=1))     # the results are not lost
+        print(f"bench.py: error: {e}", file=sys.stderr)
+        return 1
     print(f"\nwritten to {args.out}")
     return 0
 

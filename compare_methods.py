@@ -14,14 +14,16 @@ What it does, in order:
      control student, logging every step to metrics.jsonl as it goes;
   4. draws the learning-curve, leakage and cost figures and writes summary.json.
 
-Ctrl-C (or SIGTERM) ends the current step, saves what is done, draws the figures from it
-and prints the --resume command. Nothing is tuned on `test` or `hard`.
+Ctrl-C (or SIGTERM), at any stage, ends the current unit of work (a step, a base-model
+training chunk, an evaluation), saves what is done, draws the figures from the finished
+runs and prints the --resume command. Nothing is tuned on `test` or `hard`.
 """
 import argparse
+import itertools
 import json
 import math
 import os
-import signal
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -31,6 +33,7 @@ import torch
 
 import model
 import rlsd
+import runtime
 import train_tiny
 import verify
 
@@ -42,6 +45,8 @@ LABELS = {"rlvr": "RLVR (GRPO)", "opd": "OPD", "opsd": "OPSD", "rlsd": "RLSD"}
 DENSITY_ROWS = ("rlvr", "opd", "opsd_jsd", "opsd", "rlsd", "rlsd_solution")
 DENSITY_LABELS = {**LABELS, "opsd_jsd": "OPSD, as trained (JSD push)", "opsd": "OPSD, sampled-token stand-in",
                   "rlsd_solution": "RLSD, full-solution hint"}
+DENSITY_SHORT = {"rlvr": "RLVR", "opsd_jsd": "OPSD\nas trained\n(JSD push)", "opsd": "OPSD\nsampled-token\nstand-in",
+                 "rlsd_solution": "RLSD\nsolution hint"}
 
 
 @dataclass
@@ -84,27 +89,6 @@ def planned_runs(methods, seeds, controls):
     return runs
 
 
-class Stop:
-    """Turns SIGINT / SIGTERM into a flag the loop checks after each step."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __enter__(self):
-        self.saved = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping after this step (Ctrl-C again to stop at once) ...", file=sys.stderr)
-
-    def __exit__(self, *exc):
-        for s, h in self.saved.items():
-            signal.signal(s, h)
-
-
 @torch.no_grad()
 def evaluate_policy(policy, evalsets, seed, references):
     """Greedy accuracy on test and hard, sampled accuracy on test, and two fixed KL yardsticks
@@ -126,21 +110,22 @@ def evaluate_policy(policy, evalsets, seed, references):
     return out
 
 
-def run_one(student, teacher, method, seed, preset, evalsets, log, stop, task, references, progress=True):
+def run_one(student, teacher, method, seed, preset, evalsets, log, task, references, progress=True):
     """One method, one seed: returns 'done', 'stopped' or 'failed: ...'. Every step and
     every evaluation is appended to the log as it happens. `wall` is the cumulative
-    training time (rollout + teacher + update), evaluations excluded."""
+    training time (rollout + teacher + update), evaluations excluded. A stop request ends
+    the run after the current step (and its evaluation, if one is due)."""
     cfg = rlsd.RLConfig(method=method, group_size=preset.group_size, lr=preset.lr)
     torch.manual_seed(seed)
     state = rlsd.make_state(student, cfg, opd_teacher=teacher, seed=seed)
-    # the same prompts in the same order for every method of a seed
-    prompts = verify.make_problems("train", preset.steps * preset.prompts_per_step, seed=10_000 + seed, cfg=task)
+    # the same prompts in the same order for every method of a seed, drawn as the run goes
+    prompts = verify.iter_problems("train", seed=10_000 + seed, cfg=task)
     bar = train_tiny._bar(preset.steps, f"{method} seed {seed}", progress)
     wall = 0.0
     log({"kind": "eval", "step": 0, "wall": wall, **evaluate_policy(state.policy, evalsets, seed, references)})
     for step in range(preset.steps):
         try:
-            m = rlsd.train_step(state, prompts[step * preset.prompts_per_step:(step + 1) * preset.prompts_per_step])
+            m = rlsd.train_step(state, list(itertools.islice(prompts, preset.prompts_per_step)))
         except rlsd.NonFiniteError as e:
             log({"kind": "failed", "step": step, "error": str(e)})
             bar.close()
@@ -153,7 +138,7 @@ def run_one(student, teacher, method, seed, preset, evalsets, log, stop, task, r
         if (step + 1) % preset.eval_every == 0 or step + 1 == preset.steps:
             ev = evaluate_policy(state.policy, evalsets, seed, references)
             log({"kind": "eval", "step": step + 1, "wall": wall, **ev})
-        if stop.requested and step + 1 < preset.steps:
+        if runtime.STOP.requested and step + 1 < preset.steps:
             bar.close()
             return "stopped"
     bar.close()
@@ -161,14 +146,27 @@ def run_one(student, teacher, method, seed, preset, evalsets, log, stop, task, r
 
 
 def read_log(path):
+    """The rows of a metrics.jsonl this program wrote. Only its last line may be damaged (a
+    hard kill mid-write): that line is dropped. Any other damage is one FileProblem."""
+    if not os.path.exists(path):
+        return []
+    fix = "rerun without --resume, or give another --out"
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise runtime.FileProblem(f"{path} is unreadable ({e.strerror}); {fix}") from None
     rows = []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut by a hard kill
-                    pass
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line.decode("utf-8"))
+            if not (isinstance(row, dict) and isinstance(row.get("run"), str) and isinstance(row.get("kind"), str)):
+                raise ValueError
+            rows.append(row)
+        except ValueError:   # JSONDecodeError and UnicodeDecodeError included
+            if n == len(lines):
+                break        # the line a hard kill cut
+            raise runtime.FileProblem(f"{path} line {n} is not a row this program wrote; {fix}") from None
     return rows
 
 
@@ -468,7 +466,7 @@ def draw_signal_density(S, out):
     colors = {**COLORS, "opsd": "lightcoral", "opsd_jsd": COLORS["opsd"], "rlsd_solution": "tab:pink"}
     ax.bar(xs, hit, color=[colors[k] for k in names])
     ax.axhline(D["methods"]["rlvr"]["chance"], color="black", ls="--", lw=1, label="chance (span / length)")
-    ax.set_xticks(xs, [pretty[k] for k in names], rotation=20, fontsize=8)
+    ax.set_xticks(xs, [DENSITY_SHORT.get(k, pretty[k]) for k in names], fontsize=7)
     ax.set_ylabel("share of failed responses")
     ax.set_title(f"most-blamed token lies in the first wrong step\n(n={D['n_failed']} failed responses "
                  f"of the base student)", fontsize=9)
@@ -479,7 +477,7 @@ def draw_signal_density(S, out):
     ax.bar(xs - 0.2, w, 0.4, label="tokens of the wrong step", color="tab:orange")
     ax.bar(xs + 0.2, r, 0.4, label="the rest of the response", color="tab:gray")
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(xs, [pretty[k] for k in names], rotation=20, fontsize=8)
+    ax.set_xticks(xs, [DENSITY_SHORT.get(k, pretty[k]) for k in names], fontsize=7)
     ax.set_ylabel("mean token credit\n(OPSD as trained: push on the logit)")
     ax.set_title(f"lucky responses: right answer, wrong step (n={D['n_lucky']})", fontsize=9)
     ax.legend(fontsize=8)
@@ -556,12 +554,18 @@ def draw_cost(S, methods, out):
 
 # ---------------------------------------------------------------- main
 
+MAX_SEEDS, MAX_STEPS = 100, 100_000
+OUTPUT_FILES = ("metrics.jsonl", "summary.json", "fig1_learning_curves.png", "fig2_signal_density.png",
+                "fig3_leakage.png", "fig4_cost.png")
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = runtime.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
     ap.add_argument("--methods", default=",".join(METHOD_ORDER), help="comma-separated subset of rlvr,opd,opsd,rlsd")
-    ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the preset's)")
-    ap.add_argument("--steps", type=int, default=None, help="RL steps per run (default: the preset's)")
+    ap.add_argument("--seeds", type=int, default=None, help=f"number of seeds, 1 to {MAX_SEEDS} (default: the preset's)")
+    ap.add_argument("--steps", type=int, default=None, help=f"RL steps per run, 1 to {MAX_STEPS:,} (default: the preset's)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     ap.add_argument("--out", default=None, help="output folder (default runs/<preset>)")
     ap.add_argument("--checkpoints", default="checkpoints", help="cache folder of the base models")
@@ -576,13 +580,14 @@ def main(argv=None):
         bad = [m for m in methods if m not in rlsd.METHODS]
         if bad or not methods:
             raise ValueError(f"unknown method(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(METHOD_ORDER)}")
-        for name in ("seeds", "steps"):
-            v = getattr(args, name)
-            if v is not None and v <= 0:
-                raise ValueError(f"--{name} must be a positive number, got {v}")
+        runtime.check_range("--seeds", args.seeds, 1, MAX_SEEDS)
+        runtime.check_range("--steps", args.steps, 1, MAX_STEPS)
         device = train_tiny.resolve_device(args.device)
         out = args.out or os.path.join("runs", args.preset)
         train_tiny.check_writable(out)
+        for name in OUTPUT_FILES:   # every output path is checked before the work
+            if os.path.isdir(os.path.join(out, name)):
+                raise ValueError(f"{os.path.join(out, name)!r} is a folder; compare_methods.py writes a file there")
         train_tiny.check_writable(args.checkpoints)
     except ValueError as e:
         print(f"compare_methods.py: error: {e}", file=sys.stderr)
@@ -594,7 +599,7 @@ def main(argv=None):
     try:
         return compare(preset, methods, device, out, args.checkpoints, args.resume, progress=not args.quiet,
                        argv=argv if argv is not None else sys.argv[1:])
-    except model.CheckpointError as e:
+    except (model.CheckpointError, runtime.FileProblem) as e:
         print(f"compare_methods.py: error: {e}", file=sys.stderr)
         return 1
     except ValueError as e:
@@ -613,26 +618,40 @@ def start_log(log_path, header, resume):
             {k: v for k, v in header.items() if k != "methods"}:
         raise ValueError(f"{log_path} was made with other settings (preset, steps, seeds or base models); "
                          f"rerun without --resume, or give another --out")
-    done = {r["run"] for r in rows if r["kind"] == "end" and r["status"] == "done"}
+    done = {r["run"] for r in rows if r["kind"] == "end" and r.get("status") == "done"}
     rows = [header] + [r for r in rows if r["run"] in done or r["run"] == "density"]
-    with open(log_path + ".tmp", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    os.replace(log_path + ".tmp", log_path)
+    runtime.atomic_write(log_path, lambda f: f.writelines(json.dumps(r) + "\n" for r in rows))
     return rows, done
 
 
 def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True, argv=()):
-    """The experiment: base models, signal density, every run, then summary and figures."""
-    t0 = time.time()
+    """The experiment: base models, signal density, every run, then summary and figures.
+    One process per output folder (locked); Ctrl-C or SIGTERM at any stage ends the current
+    unit of work, keeps what is done and prints the command that continues (exit 130)."""
+    again = runtime.resume_command("compare_methods.py", argv)
     os.makedirs(out, exist_ok=True)
+    with runtime.FolderLock(out, ".run.lock", purpose="compare_methods.py is writing it"), runtime.STOP:
+        try:
+            return _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, again)
+        except runtime.Interrupted as e:
+            print(f"{e}\nto continue: {again}", file=sys.stderr)
+            return 130
+        except KeyboardInterrupt:
+            print(f"\nstopped at once; the runs finished so far are kept in {out}. To continue: {again}",
+                  file=sys.stderr)
+            return 130
+
+
+def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, again):
+    t0 = time.time()
     log_path = os.path.join(out, "metrics.jsonl")
-    # 1. base models (cached by configuration)
+    # 1. base models (cached by configuration; their training stops and resumes on request)
     student, teacher, base = train_tiny.build_base_models(preset.base, ckpt_dir, device, progress=progress)
     base_summary = {"student": base["student"], "teacher": base["teacher"]}
     control = None
     if preset.controls and any(m in ("opsd", "rlsd") for m in methods):
         control, _, cbase = train_tiny.build_base_models(preset.base, ckpt_dir, device, progress=progress,
-                                                 student_overrides=dict(cite_frac=0.0, nowork_frac=0.0))
+                                                         student_overrides=dict(cite_frac=0.0, nowork_frac=0.0))
         base_summary["control_student"] = cbase["student"]
     task = train_tiny.PRESETS[preset.base]["student"].task
     runs = planned_runs(methods, preset.seeds, control is not None)
@@ -641,57 +660,60 @@ def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True,
     header = {"run": "header", "kind": "header", "preset": asdict(preset), "methods": methods,
               "student": base["student"]["checkpoint"], "teacher": base["teacher"]["checkpoint"]}
     rows, done = start_log(log_path, header, resume)
-    logf = open(log_path, "a")
+    with open(log_path, "a") as logf:
+        def append(row):
+            rows.append(row)
+            try:
+                logf.write(json.dumps(row) + "\n")
+                logf.flush()
+            except OSError as e:
+                raise runtime.FileProblem(f"could not write {log_path}: {e.strerror or e}") from None
 
-    # 2. signal density, on the base student's own samples
-    density = next((r["data"] for r in rows if r["run"] == "density"), None)
-    if density is None:
-        density = signal_density(student, teacher, preset, task)
-        logf.write(json.dumps({"run": "density", "kind": "density", "data": density}) + "\n")
-        logf.flush()
+        # 2. signal density, on the base student's own samples
+        density = next((r["data"] for r in rows if r["run"] == "density"), None)
+        if density is None and not runtime.STOP.requested:
+            density = signal_density(student, teacher, preset, task)
+            append({"run": "density", "kind": "density", "data": density})
 
-    # 3. the runs
-    evalsets = {s: verify.make_problems(s, preset.eval_n, seed=30_000, cfg=task) for s in ("test", "hard")}
-    refs = {"main": {"hinted_initial": (student, "answer"), "opd_teacher": (teacher, "none")},
-            "control": {"hinted_initial": (control, "answer"), "opd_teacher": (teacher, "none")}}
-    stopped = False
-    with Stop() as stop:
+        # 3. the runs
+        evalsets = {s: verify.make_problems(s, preset.eval_n, seed=30_000, cfg=task) for s in ("test", "hard")}
+        refs = {"main": {"hinted_initial": (student, "answer"), "opd_teacher": (teacher, "none")},
+                "control": {"hinted_initial": (control, "answer"), "opd_teacher": (teacher, "none")}}
         for variant, method, seed in runs:
             key = run_key(variant, method, seed)
             if key in done:
                 continue
+            if runtime.STOP.requested:
+                break
 
             def log(row, key=key):
-                row = {"run": key, "variant": variant, "method": method, "seed": seed, **row}
-                rows.append(row)
-                logf.write(json.dumps(row) + "\n")
-                logf.flush()
+                append({"run": key, "variant": variant, "method": method, "seed": seed, **row})
             base_model = control if variant == "control" else student
-            status = run_one(base_model, teacher, method, seed, preset, evalsets, log, stop, task, refs[variant],
-                             progress)
+            status = run_one(base_model, teacher, method, seed, preset, evalsets, log, task, refs[variant], progress)
             if status == "stopped":
-                stopped = True
                 break
             log({"kind": "end", "status": status})
             done.add(key)
             if not progress:
                 print(f"{key}: {status}", file=sys.stderr)
-    logf.close()
+    complete = all(run_key(*r) in done for r in runs)
 
     # 4. summary and figures, from the finished runs (a run cut short is redone by --resume)
-    rows = [r for r in rows if r["run"] in done or r["run"] in ("density", "header")]
-    S = summarize(rows, runs, preset, base_summary, density, params)
-    S["total_seconds"] = time.time() - t0
-    S["complete"] = not stopped
-    S["command"] = "python compare_methods.py " + " ".join(argv)
-    with open(os.path.join(out, "summary.json.tmp"), "w") as f:
-        json.dump(S, f, indent=1)
-    os.replace(os.path.join(out, "summary.json.tmp"), os.path.join(out, "summary.json"))
-    draw_all(rows, S, out)
-    print_table(S)
-    if stopped:
-        print(f"\nstopped early; finished runs are kept. To continue: python compare_methods.py "
-              f"{' '.join(a for a in argv if a != '--resume')} --resume", file=sys.stderr)
+    if done:
+        rows = [r for r in rows if r["run"] in done or r["run"] in ("density", "header")]
+        S = summarize(rows, runs, preset, base_summary, density, params)
+        S["total_seconds"] = time.time() - t0
+        S["complete"] = complete
+        S["command"] = shlex.join(["python", "compare_methods.py", *argv])
+        runtime.write_json(os.path.join(out, "summary.json"), S)
+        try:
+            draw_all(rows, S, out)
+        except OSError as e:
+            raise runtime.FileProblem(f"could not write the figures in {out}: {e.strerror or e}") from None
+        print_table(S)
+    if not complete:
+        kept = f"{len(done)} finished run(s) are kept in {out}" if done else "no run had finished"
+        print(f"\nstopped early; {kept}. To continue: {again}", file=sys.stderr)
         return 130
     print(f"\nall done in {S['total_seconds']:.0f}s; figures and summary.json in {out}")
     return 0

@@ -16,7 +16,8 @@ same positions whatever its padding), and no query may attend to a pad key.
 """
 import math
 import os
-from dataclasses import asdict, dataclass
+import pickle
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -249,31 +250,55 @@ def save(path, model, meta=None):
     so an interrupted save never leaves a half-written checkpoint under the real name."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    torch.save({"config": asdict(model.cfg), "state_dict": model.state_dict(), "meta": meta or {}}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"config": asdict(model.cfg), "state_dict": model.state_dict(), "meta": meta or {}}, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or Ctrl-C: leave no temporary file behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def load(path, expected_config=None, device="cpu"):
     """Load a checkpoint written by `save`; returns (model, meta).
 
-    Raises CheckpointError naming the file and the fix when the file is missing,
-    truncated or corrupted, or when its config differs from `expected_config`.
+    Raises CheckpointError, one line naming the file, what is wrong and the fix, when the
+    file is missing, truncated, not a checkpoint, holds anything but tensors (it is never
+    unpickled: weights_only), has unknown config fields, weights that do not fit or are not
+    finite, or a config that differs from `expected_config`.
     """
     fix = f"delete {path} and rerun the command that trains it (train_tiny.py)"
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path} does not exist; train it with train_tiny.py")
     try:
         ck = torch.load(path, map_location=device, weights_only=True)
-        cfg = GPTConfig(**ck["config"])
-    except Exception as e:  # truncated file, not a checkpoint, unknown config keys ...
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); {fix}") from None
+    except pickle.UnpicklingError:   # garbage, or objects beyond tensors; torch's own message
+        # suggests unsafe loading, so it is never shown
+        raise CheckpointError(f"checkpoint {path} is unreadable: not a file of plain tensors (anything else "
+                              f"is refused, never unpickled); {fix}") from None
+    except Exception:
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a checkpoint); {fix}") from None
+    if not isinstance(ck, dict) or not {"config", "state_dict"} <= set(ck):
+        raise CheckpointError(f"checkpoint {path} lacks its config or weights; {fix}")
+    known = {f.name for f in fields(GPTConfig)}
+    if not isinstance(ck["config"], dict) or set(ck["config"]) - known:
+        extra = sorted(set(ck["config"]) - known) if isinstance(ck["config"], dict) else "not a dict"
+        raise CheckpointError(f"checkpoint {path} has an unknown config ({extra}); {fix}")
+    meta = ck.get("meta", {})
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} has meta of type {type(meta).__name__}, not a dict; {fix}")
+    cfg = GPTConfig(**ck["config"])
     if expected_config is not None and asdict(expected_config) != asdict(cfg):
         diff = {k: (v, asdict(expected_config)[k]) for k, v in asdict(cfg).items() if asdict(expected_config)[k] != v}
         raise CheckpointError(f"checkpoint {path} does not match the requested config "
                               f"(field: (in file, requested)) {diff}; {fix}")
-    model = GPT(cfg).to(device)
+    net = GPT(cfg).to(device)
     try:
-        model.load_state_dict(ck["state_dict"])
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {path} has weights that do not fit its config ({e}); {fix}") from None
-    return model, ck.get("meta", {})
+        net.load_state_dict(ck["state_dict"])
+    except Exception:
+        raise CheckpointError(f"checkpoint {path} has weights that do not fit its config; {fix}") from None
+    bad = [name for name, t in net.state_dict().items() if not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights ({bad[0]}"
+                              f"{' and more' if len(bad) > 1 else ''}); {fix}")
+    return net, meta

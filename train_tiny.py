@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -28,6 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 import model
+import runtime
 import verify
 
 
@@ -213,7 +215,8 @@ def resolve_device(name):
     return name
 
 
-def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=None, pool=20_000):
+def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=None, pool=20_000,
+          progress_path=None):
     """Train one model from scratch; returns (model, seconds, info). Deterministic on CPU for
     a given cfg (seeded init, seeded batches, seeded checks).
 
@@ -224,7 +227,11 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     branch_lr * lr (low, so that the branch teaches the shift without finishing the job).
     The trunk does not depend on the shift, so the main student and the no-shift control
     share it: with trunk_dir, its state (weights, optimizer, data RNG, length) is saved there
-    once and the other reuses it. info: {"trunk_steps": ..., "branch_steps": ...}."""
+    once and the other reuses it. info: {"trunk_steps": ..., "branch_steps": ...}.
+
+    Interruption: when runtime.STOP is requested, the step in progress finishes, the state
+    is saved atomically to progress_path (if given) and runtime.Interrupted is raised; the
+    next call with the same cfg continues from there, to the same weights."""
     max_trunk = cfg.steps - cfg.branch_steps
     if max_trunk < 0 or cfg.branch_steps < 0:
         raise ValueError(f"branch_steps ({cfg.branch_steps}) must lie between 0 and steps ({cfg.steps})")
@@ -254,8 +261,39 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
             print(f"{desc}: shared trunk {trunk_path} unreadable ({type(e).__name__}); training it again",
                   file=sys.stderr)
             rng = torch.Generator().manual_seed(cfg.seed)
+    start, elapsed = 0, 0.0
+    if trunk_steps is not None:
+        start = trunk_steps
+    if progress_path and os.path.exists(progress_path):   # an interrupted run of this exact cfg
+        try:
+            ck = torch.load(progress_path, map_location="cpu", weights_only=True)
+            model2 = model.GPT(cfg.model).to(device)
+            model2.load_state_dict(ck["model"])
+            opt2 = _adamw(model2, cfg)
+            opt2.load_state_dict(ck["opt"])
+            rng.set_state(ck["rng"])
+            net, opt, start, elapsed = model2, opt2, int(ck["step"]), float(ck["elapsed"])
+            trunk_steps = None if ck["trunk_steps"] < 0 else int(ck["trunk_steps"])
+            print(f"{desc}: continuing from step {start} ({progress_path})", file=sys.stderr)
+        except Exception as e:
+            print(f"{desc}: progress file {progress_path} unreadable ({type(e).__name__}); starting over",
+                  file=sys.stderr)
     bar = _bar(cfg.steps, desc, progress)
-    t0 = time.time()
+    bar.update(start)
+    t0 = time.time() - elapsed
+
+    def stop_here(step, trunk_steps):
+        """After step `step` - 1: save and stop if asked to."""
+        if not runtime.STOP.requested:
+            return
+        bar.close()
+        if progress_path is None:
+            raise runtime.Interrupted(f"{desc}: stopped at step {step} of at most {cfg.steps}; not saved")
+        state = {"model": net.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), "step": step,
+                 "trunk_steps": -1 if trunk_steps is None else trunk_steps, "elapsed": time.time() - t0}
+        runtime.atomic_write(progress_path, lambda f: torch.save(state, f), mode="wb")
+        raise runtime.Interrupted(f"{desc}: stopped at step {step} of at most {cfg.steps}; progress saved in "
+                                  f"{progress_path}, and the same command continues from there")
 
     def sft_step(step, batch_cfg, lr):
         net.train()
@@ -271,27 +309,32 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
         bar.update(1)
 
     if trunk_steps is None:  # the trunk
-        trunk_steps = 0
         check = verify.make_problems("train", 200, seed=7000 + cfg.seed, cfg=cfg.task) if cfg.stop_at > 0 else None
         trunk_lr = replace(cfg, steps=max_trunk)   # the cosine runs over the trunk's full length
-        for step in range(max_trunk):
+        done = start
+        for step in range(start, max_trunk):
             sft_step(step, trunk_cfg, lr_at(step, trunk_lr))
-            trunk_steps = step + 1
-            if check and trunk_steps % cfg.check_every == 0 and trunk_steps < max_trunk:
+            done = step + 1
+            if check and done % cfg.check_every == 0 and done < max_trunk:
                 rate = evaluate(net, check, temperature=1.0, seed=cfg.seed)
                 bar.set_description(f"{desc} (train pass {rate:.2f})")
                 if rate >= cfg.stop_at:
                     break
+            stop_here(done, None)
+        trunk_steps = done
         if trunk_path:
             tmp = trunk_path + ".tmp"
             torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(),
                         "steps": trunk_steps}, tmp)
             os.replace(tmp, trunk_path)
     bar.reset(total=trunk_steps + cfg.branch_steps)
-    bar.update(trunk_steps)
-    for step in range(trunk_steps, trunk_steps + cfg.branch_steps):  # the branch
+    bar.update(max(start, trunk_steps))
+    for step in range(max(start, trunk_steps), trunk_steps + cfg.branch_steps):  # the branch
         sft_step(step, cfg, cfg.branch_lr * cfg.lr)
+        stop_here(step + 1, trunk_steps)
     bar.close()
+    if progress_path and os.path.exists(progress_path):
+        os.remove(progress_path)
     return net, time.time() - t0, {"trunk_steps": trunk_steps, "branch_steps": cfg.branch_steps}
 
 
@@ -328,7 +371,8 @@ def get_or_train(cfg: SFTConfig, out_dir, name, device="cpu", progress=True, log
             log(f"{name}: loaded cached {path}")
             return net, path, meta
         log(f"{name}: {path} was made with other settings; retraining")
-    net, secs, info = train(cfg, device, desc=name, progress=progress, trunk_dir=out_dir)
+    net, secs, info = train(cfg, device, desc=name, progress=progress, trunk_dir=out_dir,
+                            progress_path=os.path.join(out_dir, f"{name}-{cfg.key()}.progress.pt"))
     meta = {"sft_config": asdict(cfg), "train_seconds": secs, "params": net.num_params(), **info}
     model.save(path, net, meta)
     log(f"{name}: trained {net.num_params():,} parameters in {secs:.0f}s -> {path}")
@@ -338,19 +382,29 @@ def get_or_train(cfg: SFTConfig, out_dir, name, device="cpu", progress=True, log
 def build_base_models(preset="default", out_dir="checkpoints", device="cpu", seed=0, progress=True,
                       log=print, student_overrides=None):
     """Both base models for a preset (trained or loaded), with an evaluation summary
-    written beside the checkpoints."""
+    written beside the checkpoints. The folder is locked meanwhile: a second process that
+    needs it waits, then loads what the first one trained."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    with runtime.FolderLock(out_dir, ".train.lock", wait=True, purpose="training base models"):
+        runtime.remove_stale_temporaries(out_dir)
+        return _build_base_models(preset, out_dir, device, seed, progress, log, student_overrides)
+
+
+def _build_base_models(preset, out_dir, device, seed, progress, log, student_overrides):
     P = PRESETS[preset]
     s_cfg = replace(P["student"], seed=seed, **(student_overrides or {}))
     t_cfg = replace(P["teacher"], seed=seed)
     student, s_path, s_meta = get_or_train(s_cfg, out_dir, "student", device, progress, log)
     teacher, t_path, t_meta = get_or_train(t_cfg, out_dir, "teacher", device, progress, log)
     summary_path = os.path.join(out_dir, f"summary-{s_cfg.key()}-{t_cfg.key()}.json")
+    summary = None
     if os.path.exists(summary_path):
-        with open(summary_path) as f:
-            summary = json.load(f)
-    else:
+        try:
+            summary = runtime.read_json(summary_path, "it is rebuilt now")
+        except runtime.FileProblem as e:   # a cache: say so and rebuild it
+            print(f"warning: {e}", file=sys.stderr)
+    if summary is None:
         t0 = time.time()
         summary = {
             "preset": preset,
@@ -361,20 +415,17 @@ def build_base_models(preset="default", out_dir="checkpoints", device="cpu", see
                         "config": asdict(t_cfg), **evaluate_all(teacher, t_cfg, P["eval_n"], hints=("none",), seed=seed)},
         }
         summary["eval_seconds"] = time.time() - t0
-        os.makedirs(out_dir, exist_ok=True)
-        with open(summary_path + ".tmp", "w") as f:
-            json.dump(summary, f, indent=1)
-        os.replace(summary_path + ".tmp", summary_path)
-        with open(os.path.join(out_dir, "summary.json"), "w") as f:  # the latest, under a fixed name
-            json.dump(summary, f, indent=1)
+        runtime.write_json(summary_path, summary)
+        runtime.write_json(os.path.join(out_dir, "summary.json"), summary)  # the latest, under a fixed name
     return student, teacher, summary
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = runtime.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help=f"0 to {runtime.MAX_SEED}")
     ap.add_argument("--out", default="checkpoints", help="folder for checkpoints and summary.json")
     ap.add_argument("--shift", type=float, default=None,
                     help="behaviour-shift fraction of hinted responses, split evenly between citing and no-work "
@@ -385,6 +436,7 @@ def main(argv=None):
             raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
         if args.shift is not None and not 0 <= args.shift <= 1:
             raise ValueError("--shift must lie in [0, 1]")
+        runtime.check_range("--seed", args.seed, 0, runtime.MAX_SEED)
         device = resolve_device(args.device)
         check_writable(args.out)
     except ValueError as e:
@@ -392,9 +444,20 @@ def main(argv=None):
         return 2
     over = None if args.shift is None else dict(cite_frac=args.shift / 2, nowork_frac=args.shift / 2)
     t0 = time.time()
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        _, _, summary = build_base_models(args.preset, args.out, device, args.seed, student_overrides=over)
-    except model.CheckpointError as e:
+        with runtime.STOP:
+            _, _, summary = build_base_models(args.preset, args.out, device, args.seed, student_overrides=over)
+    except runtime.Interrupted as e:
+        print(f"{e}\nto continue: {shlex.join(['python', 'train_tiny.py', *argv])}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("train_tiny.py: stopped at once; progress since the last save is lost", file=sys.stderr)
+        return 130
+    except runtime.UserError as e:
+        print(f"train_tiny.py: error: {e}", file=sys.stderr)
+        return 2
+    except (model.CheckpointError, runtime.FileProblem) as e:
         print(f"train_tiny.py: error: {e}", file=sys.stderr)
         return 1
     print(json.dumps({k: v for k, v in summary["student"].items() if k != "config"}, indent=1))
@@ -403,14 +466,9 @@ def main(argv=None):
     return 0
 
 
-def check_writable(folder):
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".write-test-{os.getpid()}")
-        open(probe, "w").close()
-        os.remove(probe)
-    except OSError as e:
-        raise ValueError(f"output folder {folder!r} is not writable ({e.strerror})") from None
+def check_writable(folder, need_mb=50):
+    """An output folder: created if missing, writable, with room (runtime.check_folder)."""
+    runtime.check_folder(folder, need_mb)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ digits, numbers are bounded in length before int() sees them, and nothing here e
 model text (no eval, exec or sympy parsing). sympy only checks the solver's own integers.
 """
 import hashlib
+import itertools
 import random
 import re
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ class TaskConfig:
     min_operands: int = 3
     max_operands: int = 4
     max_value: int = 99      # operands are drawn from 0..max_value
-    ops: str = "+-"
+    ops: str = "+-"          # "*" also works (solver, checker, reward; tested); the experiment uses + and -
     allow_negative: bool = False  # False: redraw problems whose running result drops below 0
     # `hard`: problems of the training shape at its hard end: max_operands operands,
     # all of them two-digit, and every step carries or borrows in the units digit.
@@ -200,15 +201,20 @@ def check_with_sympy(p):
 def make_problems(split, n, seed=0, cfg=TaskConfig()):
     """n distinct problems of one split, reproducible from (split, seed, cfg); each
     reference solution is checked with sympy before it is returned."""
+    return list(itertools.islice(iter_problems(split, seed, cfg, n), n))
+
+
+def iter_problems(split, seed=0, cfg=TaskConfig(), n=None):
+    """The same problems as make_problems, one at a time (a long run draws them as it
+    goes). n, if given, only bounds the number of draws before giving up."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     rng = random.Random(f"{split}/{seed}/{cfg}")
-    seen, out = set(), []
-    tries = 0
-    while len(out) < n:
+    seen, tries = set(), 0
+    while True:
         tries += 1
-        if tries > 200 * n + 10_000:
-            raise ValueError(f"could not draw {n} distinct {split} problems from {cfg}")
+        if tries > 200 * (n if n is not None else len(seen) + 1) + 10_000:
+            raise ValueError(f"could not draw {n or len(seen) + 1} distinct {split} problems from {cfg}")
         p = _draw(rng, cfg, split)
         if p is None or p.prompt in seen or split_of(p.prompt) != split:
             continue
@@ -216,8 +222,7 @@ def make_problems(split, n, seed=0, cfg=TaskConfig()):
             continue
         seen.add(p.prompt)
         check_with_sympy(p)
-        out.append(p)
-    return out
+        yield p
 
 
 # ---------------------------------------------------------------- prompt formats

@@ -78,8 +78,8 @@ def test_command_line_errors(tmp_path, capsys):
     base = ["--out", str(tmp_path / "o"), "--checkpoints", str(tmp_path / "c")]
     for args, msg in ((["--methods", "rlvr,ppo"], "unknown method(s) ppo"),
                       (["--preset", "big"], "unknown preset"),
-                      (["--seeds", "0"], "--seeds must be a positive"),
-                      (["--steps", "-3"], "--steps must be a positive"),
+                      (["--seeds", "0"], "--seeds must lie between 1 and 100"),
+                      (["--steps", "-3"], "--steps must lie between 1 and"),
                       (["--device", "quantum"], "unknown device")):
         assert compare_methods.main(args + base) == 2
         assert msg in capsys.readouterr().err

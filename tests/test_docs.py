@@ -37,3 +37,24 @@ def test_every_markdown_reference_exists():
 def test_the_contract_and_the_log_exist():
     for f in ("README.md", "docs/METHODS.md", "docs/LOG.md", "tests/vectors/README.md"):
         assert os.path.isfile(os.path.join(ROOT, f)), f
+
+
+def test_the_reading_order_names_real_functions():
+    import importlib
+    import sys
+    sys.path.insert(0, ROOT)
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = text.split("## Reading order", 1)[1].split("\n## ", 1)[0]
+    modules = [importlib.import_module(m) for m in ("verify", "model", "rlsd", "train_tiny", "compare_methods")]
+    names = [n for n in re.findall(r"`([A-Za-z_][\w.]*)`", section)
+             if not n.endswith((".py", "/")) and not n.startswith("tests")]
+    assert len(names) >= 20
+    missing = []
+    for n in names:
+        head, *rest = n.split(".")
+        objs = [getattr(m, head) for m in modules if hasattr(m, head)]
+        for attr in rest:
+            objs = [getattr(o, attr) for o in objs if hasattr(o, attr)]
+        if not objs:
+            missing.append(n)
+    assert not missing, f"README's reading order names what the code does not have: {missing}"
