@@ -58,3 +58,8 @@ def test_the_reading_order_names_real_functions():
         if not objs:
             missing.append(n)
     assert not missing, f"README's reading order names what the code does not have: {missing}"
+
+
+def test_the_readme_stays_short():
+    words = len(open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().split())
+    assert words <= 3000, f"README.md has {words} words; move lab-notebook material to docs/LOG.md"
