@@ -247,36 +247,25 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     opt = _adamw(net, cfg)
     problems = verify.make_problems("train", pool, seed=cfg.seed, cfg=cfg.task)  # batches are drawn from these
     rng = torch.Generator().manual_seed(cfg.seed)
-    trunk_steps = None
-    if trunk_path and os.path.exists(trunk_path):
-        try:  # all or nothing: a half-loaded state would silently over-train the model
-            ck = torch.load(trunk_path, map_location="cpu", weights_only=True)
-            model2 = model.GPT(cfg.model).to(device)
-            model2.load_state_dict(ck["model"])
-            opt2 = _adamw(model2, cfg)
-            opt2.load_state_dict(ck["opt"])
-            rng.set_state(ck["rng"])
-            net, opt, trunk_steps = model2, opt2, int(ck["steps"])
+    trunk_steps, start, elapsed = None, 0, 0.0
+    if trunk_path and os.path.exists(trunk_path):          # the trunk another run trained
+        try:
+            net2, opt2, rng_state, ck = _load_state(trunk_path, cfg, device)
+            steps = int(ck["steps"])
+            rng.set_state(rng_state)
+            net, opt, trunk_steps, start = net2, opt2, steps, steps
         except Exception as e:
             print(f"{desc}: shared trunk {trunk_path} unreadable ({type(e).__name__}); training it again",
                   file=sys.stderr)
-            rng = torch.Generator().manual_seed(cfg.seed)
-    start, elapsed = 0, 0.0
-    if trunk_steps is not None:
-        start = trunk_steps
     if progress_path and os.path.exists(progress_path):   # an interrupted run of this exact cfg
         try:
-            ck = torch.load(progress_path, map_location="cpu", weights_only=True)
-            model2 = model.GPT(cfg.model).to(device)
-            model2.load_state_dict(ck["model"])
-            opt2 = _adamw(model2, cfg)
-            opt2.load_state_dict(ck["opt"])
-            rng.set_state(ck["rng"])
-            net, opt, start, elapsed = model2, opt2, int(ck["step"]), float(ck["elapsed"])
-            trunk_steps = None if ck["trunk_steps"] < 0 else int(ck["trunk_steps"])
+            net2, opt2, rng_state, ck = _load_state(progress_path, cfg, device)
+            step, secs, trunk = int(ck["step"]), float(ck["elapsed"]), int(ck["trunk_steps"])
+            rng.set_state(rng_state)
+            net, opt, start, elapsed, trunk_steps = net2, opt2, step, secs, (None if trunk < 0 else trunk)
             print(f"{desc}: continuing from step {start} ({progress_path})", file=sys.stderr)
         except Exception as e:
-            print(f"{desc}: progress file {progress_path} unreadable ({type(e).__name__}); starting over",
+            print(f"{desc}: progress file {progress_path} unreadable ({type(e).__name__}); ignoring it",
                   file=sys.stderr)
     bar = _bar(cfg.steps, desc, progress)
     bar.update(start)
@@ -336,6 +325,17 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     if progress_path and os.path.exists(progress_path):
         os.remove(progress_path)
     return net, time.time() - t0, {"trunk_steps": trunk_steps, "branch_steps": cfg.branch_steps}
+
+
+def _load_state(path, cfg, device):
+    """A saved training state, all or nothing (a half-loaded one would silently over-train
+    the model): (net, optimizer, data-RNG state, the whole dict)."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    net = model.GPT(cfg.model).to(device)
+    net.load_state_dict(ck["model"])
+    opt = _adamw(net, cfg)
+    opt.load_state_dict(ck["opt"])
+    return net, opt, ck["rng"], ck
 
 
 def _adamw(net, cfg):
