@@ -49,9 +49,13 @@ def timed(fn, device, repeats):
 
 
 def load_or_init(cfg, ckpt_dir, name, device):
-    """The trained base model if its checkpoint is cached (realistic response lengths),
-    else a freshly initialised one of the same size."""
-    path = os.path.join(ckpt_dir, f"{name}-{cfg.key()}.pt")
+    """The trained base model, shipped (base_models/) or cached (realistic response
+    lengths), else a freshly initialised one of the same size."""
+    file = f"{name}-{cfg.key()}.pt"
+    if os.path.exists(os.path.join(train_tiny.SHIPPED, file)):
+        train_tiny.check_shipped(train_tiny.SHIPPED, file)
+        return model.load(os.path.join(train_tiny.SHIPPED, file), cfg.model, device)[0], "shipped checkpoint"
+    path = os.path.join(ckpt_dir, file)
     if os.path.exists(path):
         return model.load(path, cfg.model, device)[0], "trained checkpoint"
     torch.manual_seed(0)

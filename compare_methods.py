@@ -5,8 +5,9 @@
     python compare_methods.py --preset full --device cuda
 
 What it does, in order:
-  1. trains (or loads from cache) the base student, a control student whose hinted data has
-     no behaviour shift, and the larger OPD teacher (train_tiny.py);
+  1. loads the base student, a control student whose hinted data has no behaviour shift,
+     and the larger OPD teacher, as shipped in base_models/ (--retrain-base trains them
+     anew with train_tiny.py, into the --checkpoints cache);
   2. signal density: samples responses from the base student once and shows the per-token
      credit each method would give them (fig2_signal_density.png);
   3. runs every method for every seed under identical conditions (same checkpoint, prompts
@@ -568,7 +569,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=None, help=f"RL steps per run, 1 to {MAX_STEPS:,} (default: the preset's)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     ap.add_argument("--out", default=None, help="output folder (default runs/<preset>)")
-    ap.add_argument("--checkpoints", default="checkpoints", help="cache folder of the base models")
+    ap.add_argument("--checkpoints", default="checkpoints", help="cache folder of retrained base models")
+    ap.add_argument("--retrain-base", action="store_true",
+                    help="train the base models (into --checkpoints) instead of loading the shipped ones")
     ap.add_argument("--resume", action="store_true", help="skip the runs that finished in --out and redo the rest")
     ap.add_argument("--no-controls", action="store_true", help="skip the no-shift control runs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -598,7 +601,7 @@ def main(argv=None):
     methods = [m for m in METHOD_ORDER if m in methods]
     try:
         return compare(preset, methods, device, out, args.checkpoints, args.resume, progress=not args.quiet,
-                       argv=argv if argv is not None else sys.argv[1:])
+                       argv=argv if argv is not None else sys.argv[1:], retrain_base=args.retrain_base)
     except (model.CheckpointError, runtime.FileProblem) as e:
         print(f"compare_methods.py: error: {e}", file=sys.stderr)
         return 1
@@ -624,7 +627,7 @@ def start_log(log_path, header, resume):
     return rows, done
 
 
-def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True, argv=()):
+def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True, argv=(), retrain_base=False):
     """The experiment: base models, signal density, every run, then summary and figures.
     One process per output folder (locked); Ctrl-C or SIGTERM at any stage ends the current
     unit of work, keeps what is done and prints the command that continues (exit 130)."""
@@ -632,7 +635,8 @@ def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True,
     os.makedirs(out, exist_ok=True)
     with runtime.FolderLock(out, ".run.lock", purpose="compare_methods.py is writing it"), runtime.STOP:
         try:
-            return _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, again)
+            shipped = None if retrain_base else train_tiny.SHIPPED
+            return _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, again, shipped)
         except runtime.Interrupted as e:
             print(f"{e}\nto continue: {again}", file=sys.stderr)
             return 130
@@ -642,16 +646,19 @@ def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True,
             return 130
 
 
-def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, again):
+def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, again, shipped):
     t0 = time.time()
     log_path = os.path.join(out, "metrics.jsonl")
-    # 1. base models (cached by configuration; their training stops and resumes on request)
-    student, teacher, base = train_tiny.build_base_models(preset.base, ckpt_dir, device, progress=progress)
+    # 1. base models: the shipped ones, else cached by configuration or trained (and then
+    # their training stops and resumes on request)
+    student, teacher, base = train_tiny.build_base_models(preset.base, ckpt_dir, device, progress=progress,
+                                                          shipped=shipped)
     base_summary = {"student": base["student"], "teacher": base["teacher"]}
     control = None
     if preset.controls and any(m in ("opsd", "rlsd") for m in methods):
         control, _, cbase = train_tiny.build_base_models(preset.base, ckpt_dir, device, progress=progress,
-                                                         student_overrides=dict(cite_frac=0.0, nowork_frac=0.0))
+                                                         student_overrides=dict(cite_frac=0.0, nowork_frac=0.0),
+                                                         shipped=shipped)
         base_summary["control_student"] = cbase["student"]
     task = train_tiny.PRESETS[preset.base]["student"].task
     runs = planned_runs(methods, preset.seeds, control is not None)

@@ -379,22 +379,63 @@ def get_or_train(cfg: SFTConfig, out_dir, name, device="cpu", progress=True, log
     return net, path, meta
 
 
+# The default base models ship with the repository, as a dataset would: every machine then
+# starts from the same weights (a retrained student depends on the CPU's floating point,
+# docs/LOG.md), and a run skips half its time. SHA256SUMS pins each file.
+SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "base_models")
+
+
+def check_shipped(folder, name):
+    """Raise one CheckpointError if folder/name does not match folder/SHA256SUMS."""
+    path, sums_path = os.path.join(folder, name), os.path.join(folder, "SHA256SUMS")
+    fix = (f"restore it with `git checkout -- {folder}`, or train the base models anew "
+           f"(compare_methods.py --retrain-base)")
+    try:
+        with open(sums_path) as f:
+            sums = dict(reversed(line.split()) for line in f if line.strip())
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+    except (OSError, ValueError) as e:
+        raise model.CheckpointError(f"cannot check {path} against {sums_path} ({e}); {fix}") from None
+    if sums.get(name) != digest:
+        raise model.CheckpointError(f"{path} does not match its checksum in {sums_path} (damaged or "
+                                    f"changed); {fix}")
+
+
+def _load_shipped(folder, s_cfg, t_cfg, device, log):
+    """The shipped student, teacher and summary for these configs, or None if not shipped."""
+    names = (f"student-{s_cfg.key()}.pt", f"teacher-{t_cfg.key()}.pt", f"summary-{s_cfg.key()}-{t_cfg.key()}.json")
+    if not folder or not all(os.path.exists(os.path.join(folder, n)) for n in names):
+        return None
+    for n in names:
+        check_shipped(folder, n)
+    student, _ = model.load(os.path.join(folder, names[0]), s_cfg.model, device)
+    teacher, _ = model.load(os.path.join(folder, names[1]), t_cfg.model, device)
+    summary = runtime.read_json(os.path.join(folder, names[2]), f"restore it with `git checkout -- {folder}`")
+    log(f"base models: loaded the shipped {names[0]} and {names[1]} from {folder}")
+    return student, teacher, summary
+
+
 def build_base_models(preset="default", out_dir="checkpoints", device="cpu", seed=0, progress=True,
-                      log=print, student_overrides=None):
-    """Both base models for a preset (trained or loaded), with an evaluation summary
-    written beside the checkpoints. The folder is locked meanwhile: a second process that
-    needs it waits, then loads what the first one trained."""
+                      log=print, student_overrides=None, shipped=None):
+    """Both base models for a preset, with their evaluation summary: the shipped ones when
+    `shipped` (a folder, normally SHIPPED) holds this exact configuration, else loaded from
+    the cache in out_dir or trained there. out_dir is locked meanwhile: a second process
+    that needs it waits, then loads what the first one trained."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    with runtime.FolderLock(out_dir, ".train.lock", wait=True, purpose="training base models"):
-        runtime.remove_stale_temporaries(out_dir)
-        return _build_base_models(preset, out_dir, device, seed, progress, log, student_overrides)
-
-
-def _build_base_models(preset, out_dir, device, seed, progress, log, student_overrides):
     P = PRESETS[preset]
     s_cfg = replace(P["student"], seed=seed, **(student_overrides or {}))
     t_cfg = replace(P["teacher"], seed=seed)
+    found = _load_shipped(shipped, s_cfg, t_cfg, device, log)
+    if found:
+        return found
+    with runtime.FolderLock(out_dir, ".train.lock", wait=True, purpose="training base models"):
+        runtime.remove_stale_temporaries(out_dir)
+        return _build_base_models(P, s_cfg, t_cfg, preset, out_dir, device, seed, progress, log)
+
+
+def _build_base_models(P, s_cfg, t_cfg, preset, out_dir, device, seed, progress, log):
     student, s_path, s_meta = get_or_train(s_cfg, out_dir, "student", device, progress, log)
     teacher, t_path, t_meta = get_or_train(t_cfg, out_dir, "teacher", device, progress, log)
     summary_path = os.path.join(out_dir, f"summary-{s_cfg.key()}-{t_cfg.key()}.json")

@@ -158,3 +158,19 @@ def test_trunk_stops_on_the_train_criterion_and_is_shared(tmp_path, monkeypatch)
     off = replace(cfg, stop_at=0.0)
     _, _, info = train_tiny.train(off, progress=False)
     assert info["trunk_steps"] == 30 and len(calls) == 2  # no criterion: the full trunk, no checks
+
+
+def test_a_changed_shipped_file_is_one_clear_error(tmp_path):
+    shipped = tmp_path / "base_models"
+    shipped.mkdir()
+    for f in os.listdir(train_tiny.SHIPPED):
+        with open(os.path.join(train_tiny.SHIPPED, f), "rb") as a, open(shipped / f, "wb") as b:
+            b.write(a.read())
+    name = next(f for f in os.listdir(shipped) if f.startswith("summary-"))
+    (shipped / name).write_text((shipped / name).read_text().replace('"preset"', '"Preset"'))
+    with pytest.raises(model.CheckpointError, match=r"does not match its checksum.*git checkout") as e:
+        train_tiny.check_shipped(str(shipped), name)
+    assert "\n" not in str(e.value)
+    (shipped / "SHA256SUMS").unlink()
+    with pytest.raises(model.CheckpointError, match="cannot check"):
+        train_tiny.check_shipped(str(shipped), name)
