@@ -85,7 +85,7 @@ def bench_matmul(device, repeats, n=1024):
 
 def bench_train_step(cfg, device, repeats):
     """Forward + backward + AdamW of one supervised batch. FLOPs: 6 * N * tokens for the
-    weights (N without the position table), plus the attention score and value products
+    weights (N: every parameter; rotary positions have no table), plus the attention score and value products
     counted for the causal half only (6 * L * T * d per token): a conservative count."""
     torch.manual_seed(0)
     net = model.GPT(cfg.model).to(device)

@@ -592,6 +592,8 @@ def main(argv=None):
             if os.path.isdir(os.path.join(out, name)):
                 raise ValueError(f"{os.path.join(out, name)!r} is a folder; compare_methods.py writes a file there")
         train_tiny.check_writable(args.checkpoints)
+        if os.path.abspath(out) == os.path.abspath(args.checkpoints):
+            raise ValueError("--out and --checkpoints must be different folders (each has its own summary.json)")
     except ValueError as e:
         print(f"compare_methods.py: error: {e}", file=sys.stderr)
         return 2
@@ -649,6 +651,10 @@ def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True,
 def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, again, shipped):
     t0 = time.time()
     log_path = os.path.join(out, "metrics.jsonl")
+    if not resume:   # a fresh run: an earlier run's summary and figures must not sit beside its new log
+        for name in OUTPUT_FILES[1:]:
+            if os.path.isfile(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
     # 1. base models: the shipped ones, else cached by configuration or trained (and then
     # their training stops and resumes on request)
     student, teacher, base = train_tiny.build_base_models(preset.base, ckpt_dir, device, progress=progress,

@@ -253,9 +253,11 @@ def save(path, model, meta=None):
     try:
         torch.save({"config": asdict(model.cfg), "state_dict": model.state_dict(), "meta": meta or {}}, tmp)
         os.replace(tmp, path)
-    except BaseException:  # a full disk or Ctrl-C: leave no temporary file behind
+    except BaseException as e:  # a full disk or Ctrl-C: leave no temporary file behind
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError):
+            raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}") from None
         raise
 
 
@@ -274,8 +276,8 @@ def load(path, expected_config=None, device="cpu"):
         ck = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError:   # garbage, or objects beyond tensors; torch's own message
         # suggests unsafe loading, so it is never shown
-        raise CheckpointError(f"checkpoint {path} is unreadable: not a file of plain tensors (anything else "
-                              f"is refused, never unpickled); {fix}") from None
+        raise CheckpointError(f"checkpoint {path} is unreadable: damaged, or not a file of plain tensors "
+                              f"(anything else is refused, never unpickled); {fix}") from None
     except Exception:
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a checkpoint); {fix}") from None
     if not isinstance(ck, dict) or not {"config", "state_dict"} <= set(ck):

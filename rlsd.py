@@ -34,7 +34,8 @@ RLSD
 import copy
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -442,20 +443,17 @@ def rlsd_credit(s, cfg):
 
 def opsd_jsd_loss(s, cfg):
     """OPSD's own loss (its default): match the privileged self-teacher over the whole
-    vocabulary, generalized JSD per token, aggregated like the surrogate. Returns None with
-    opsd_loss="sampled", so that opsd_credit goes through the surrogate instead."""
-    if cfg.opsd_loss == "sampled":
-        return None
+    vocabulary, generalized JSD per token, aggregated like the surrogate."""
     jsd = generalized_jsd(s.logits, s.teacher_logits, s.roll.mask, beta=cfg.jsd_beta)
     return aggregate(jsd, s.roll.mask, cfg.agg)
 
 
 @dataclass(frozen=True)
 class Method:
-    credit: object                   # (Step, RLConfig) -> (B, T) per-token credit
-    teacher: str = None              # None | "separate" (a larger model) | "self" (hinted student)
-    teacher_weights: str = None      # a self-teacher's default weights: initial | snapshot
-    own_loss: object = None          # (Step, RLConfig) -> scalar loss or None; None: the surrogate
+    credit: Callable                       # (Step, RLConfig) -> (B, T) per-token credit
+    teacher: Optional[str] = None          # None | "separate" (a larger model) | "self" (hinted student)
+    teacher_weights: Optional[str] = None  # a self-teacher's default weights: initial | snapshot
+    own_loss: Optional[Callable] = None    # (Step, RLConfig) -> scalar loss; None: the surrogate
 
 
 METHODS = {
@@ -475,6 +473,7 @@ class RLState:
     generator: torch.Generator       # sampling randomness, seeded
     weights: str = None              # initial | snapshot | live (self-teachers)
     step: int = 0
+    method: Method = None            # METHODS[cfg.method], with cfg's options applied
 
 
 def make_state(student, cfg, opd_teacher=None, seed=0):
@@ -487,6 +486,8 @@ def make_state(student, cfg, opd_teacher=None, seed=0):
         raise ValueError(f"the student's vocab_size is {student.cfg.vocab_size}; the task needs {verify.VOCAB_SIZE}")
     policy = copy.deepcopy(student)
     method = METHODS[cfg.method]
+    if cfg.method == "opsd" and cfg.opsd_loss == "sampled":
+        method = replace(method, own_loss=None)   # its sampled-token credit goes through the surrogate
     weights = None
     if method.teacher == "separate":
         if opd_teacher is None:
@@ -503,7 +504,7 @@ def make_state(student, cfg, opd_teacher=None, seed=0):
         p.requires_grad_(False)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     gen = torch.Generator(device=student.wte.weight.device).manual_seed(seed)
-    return RLState(cfg, policy, teacher, opt, gen, weights)
+    return RLState(cfg, policy, teacher, opt, gen, weights, method=method)
 
 
 class NonFiniteError(RuntimeError):
@@ -512,8 +513,7 @@ class NonFiniteError(RuntimeError):
 
 def train_step(state, problems):
     """One on-policy step of state.cfg.method on these P problems; returns its metrics."""
-    cfg, policy, step = state.cfg, state.policy, state.step
-    method = METHODS[cfg.method]
+    cfg, policy, step, method = state.cfg, state.policy, state.step, state.method
     t0 = time.perf_counter()
 
     # 1. rollout
@@ -541,8 +541,9 @@ def train_step(state, problems):
     credit = method.credit(s, cfg)                                 # (B, T), detached
 
     # 4. update: one clipped surrogate for every method (OPSD's JSD is its own loss)
-    loss = method.own_loss(s, cfg) if method.own_loss is not None else None
-    if loss is None:
+    if method.own_loss is not None:
+        loss = method.own_loss(s, cfg)
+    else:
         loss = policy_loss(logp, logp.detach(), credit, roll.mask, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
                            mode=cfg.agg)
     for g in state.optimizer.param_groups:

@@ -19,13 +19,14 @@ import shlex
 import shutil
 import signal
 import sys
+import time
 
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; runs are then not protected from each other
     fcntl = None
 
-MAX_SEED = 2**31 - 1   # seeds are offset (seed + 10_000 ...) and must stay within torch's range
+MAX_SEED = 2**31 - 1   # well inside torch's range, with room for the offsets added to a seed
 
 
 class UserError(ValueError):
@@ -67,6 +68,7 @@ class _Stop:
         if self._depth == 0:
             for s, h in self._saved.items():
                 signal.signal(s, h)
+            self.requested = False   # a later run in the same process starts afresh
 
 
 STOP = _Stop()
@@ -106,16 +108,24 @@ class FolderLock:
             return self
         os.makedirs(self.folder, exist_ok=True)
         self.f = open(self.path, "a+")
-        try:
-            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = self._owner()
-            if not self.wait:
-                self.f.close()
-                raise UserError(f"{self.folder} is in use by process {owner} ({self.purpose}); wait for it to "
-                                f"finish, or choose another folder") from None
-            print(f"waiting for process {owner}, which holds {self.folder} ({self.purpose}) ...", file=sys.stderr)
-            fcntl.flock(self.f, fcntl.LOCK_EX)
+        said = False
+        while True:
+            try:
+                fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                owner = self._owner()
+                if not self.wait or owner == os.getpid() or STOP.requested:
+                    self.f.close()
+                    if STOP.requested:
+                        raise Interrupted(f"stopped while waiting for {self.folder}") from None
+                    raise UserError(f"{self.folder} is in use by process {owner} ({self.purpose}); wait for it "
+                                    f"to finish, or choose another folder") from None
+                if not said:
+                    print(f"waiting for process {owner}, which holds {self.folder} ({self.purpose}) ...",
+                          file=sys.stderr)
+                    said = True
+                time.sleep(0.2)
         owner = self._owner()
         if owner is not None and owner != os.getpid() and not _pid_alive(owner):
             print(f"warning: taking over the lock on {self.folder} left by process {owner}, which is gone",

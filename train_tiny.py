@@ -247,26 +247,8 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     opt = _adamw(net, cfg)
     problems = verify.make_problems("train", pool, seed=cfg.seed, cfg=cfg.task)  # batches are drawn from these
     rng = torch.Generator().manual_seed(cfg.seed)
-    trunk_steps, start, elapsed = None, 0, 0.0
-    if trunk_path and os.path.exists(trunk_path):          # the trunk another run trained
-        try:
-            net2, opt2, rng_state, ck = _load_state(trunk_path, cfg, device)
-            steps = int(ck["steps"])
-            rng.set_state(rng_state)
-            net, opt, trunk_steps, start = net2, opt2, steps, steps
-        except Exception as e:
-            print(f"{desc}: shared trunk {trunk_path} unreadable ({type(e).__name__}); training it again",
-                  file=sys.stderr)
-    if progress_path and os.path.exists(progress_path):   # an interrupted run of this exact cfg
-        try:
-            net2, opt2, rng_state, ck = _load_state(progress_path, cfg, device)
-            step, secs, trunk = int(ck["step"]), float(ck["elapsed"]), int(ck["trunk_steps"])
-            rng.set_state(rng_state)
-            net, opt, start, elapsed, trunk_steps = net2, opt2, step, secs, (None if trunk < 0 else trunk)
-            print(f"{desc}: continuing from step {start} ({progress_path})", file=sys.stderr)
-        except Exception as e:
-            print(f"{desc}: progress file {progress_path} unreadable ({type(e).__name__}); ignoring it",
-                  file=sys.stderr)
+    # where to start: from scratch, from the shared trunk, or from an interrupted run
+    net, opt, trunk_steps, start, elapsed = _restore(net, opt, rng, cfg, device, desc, trunk_path, progress_path)
     bar = _bar(cfg.steps, desc, progress)
     bar.update(start)
     t0 = time.time() - elapsed
@@ -278,9 +260,8 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
         bar.close()
         if progress_path is None:
             raise runtime.Interrupted(f"{desc}: stopped at step {step} of at most {cfg.steps}; not saved")
-        state = {"model": net.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), "step": step,
-                 "trunk_steps": -1 if trunk_steps is None else trunk_steps, "elapsed": time.time() - t0}
-        runtime.atomic_write(progress_path, lambda f: torch.save(state, f), mode="wb")
+        _save_state(progress_path, net, opt, rng, step=step, elapsed=time.time() - t0,
+                    trunk_steps=-1 if trunk_steps is None else trunk_steps)   # -1: still in the trunk
         raise runtime.Interrupted(f"{desc}: stopped at step {step} of at most {cfg.steps}; progress saved in "
                                   f"{progress_path}, and the same command continues from there")
 
@@ -312,19 +293,21 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
             stop_here(done, None)
         trunk_steps = done
         if trunk_path:
-            tmp = trunk_path + ".tmp"
-            torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(),
-                        "steps": trunk_steps}, tmp)
-            os.replace(tmp, trunk_path)
+            _save_state(trunk_path, net, opt, rng, steps=trunk_steps)
     bar.reset(total=trunk_steps + cfg.branch_steps)
     bar.update(max(start, trunk_steps))
     for step in range(max(start, trunk_steps), trunk_steps + cfg.branch_steps):  # the branch
         sft_step(step, cfg, cfg.branch_lr * cfg.lr)
         stop_here(step + 1, trunk_steps)
     bar.close()
-    if progress_path and os.path.exists(progress_path):
-        os.remove(progress_path)
     return net, time.time() - t0, {"trunk_steps": trunk_steps, "branch_steps": cfg.branch_steps}
+
+
+def _save_state(path, net, opt, rng, **extra):
+    """A training state (weights, optimizer, data RNG, and counters), written atomically."""
+    state = {"model": net.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), **extra}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    runtime.atomic_write(path, lambda f: torch.save(state, f), mode="wb")
 
 
 def _load_state(path, cfg, device):
@@ -336,6 +319,33 @@ def _load_state(path, cfg, device):
     opt = _adamw(net, cfg)
     opt.load_state_dict(ck["opt"])
     return net, opt, ck["rng"], ck
+
+
+def _restore(net, opt, rng, cfg, device, desc, trunk_path, progress_path):
+    """Where train() starts: (net, opt, trunk_steps, start step, seconds already spent).
+    The shared trunk, if saved, skips the trunk (trunk_steps set); an interrupted run's
+    progress, if saved, then takes over. An unreadable file is reported and ignored."""
+    trunk_steps, start, elapsed = None, 0, 0.0
+    if trunk_path and os.path.exists(trunk_path):
+        try:
+            net2, opt2, rng_state, ck = _load_state(trunk_path, cfg, device)
+            steps = int(ck["steps"])
+            rng.set_state(rng_state)
+            net, opt, trunk_steps, start = net2, opt2, steps, steps
+        except Exception as e:
+            print(f"{desc}: shared trunk {trunk_path} unreadable ({type(e).__name__}); training it again",
+                  file=sys.stderr)
+    if progress_path and os.path.exists(progress_path):
+        try:
+            net2, opt2, rng_state, ck = _load_state(progress_path, cfg, device)
+            step, secs, trunk = int(ck["step"]), float(ck["elapsed"]), int(ck["trunk_steps"])
+            rng.set_state(rng_state)
+            net, opt, start, elapsed, trunk_steps = net2, opt2, step, secs, (None if trunk < 0 else trunk)
+            print(f"{desc}: continuing from step {start} ({progress_path})", file=sys.stderr)
+        except Exception as e:
+            print(f"{desc}: progress file {progress_path} unreadable ({type(e).__name__}); ignoring it",
+                  file=sys.stderr)
+    return net, opt, trunk_steps, start, elapsed
 
 
 def _adamw(net, cfg):
@@ -371,10 +381,12 @@ def get_or_train(cfg: SFTConfig, out_dir, name, device="cpu", progress=True, log
             log(f"{name}: loaded cached {path}")
             return net, path, meta
         log(f"{name}: {path} was made with other settings; retraining")
-    net, secs, info = train(cfg, device, desc=name, progress=progress, trunk_dir=out_dir,
-                            progress_path=os.path.join(out_dir, f"{name}-{cfg.key()}.progress.pt"))
+    progress_path = os.path.join(out_dir, f"{name}-{cfg.key()}.progress.pt")
+    net, secs, info = train(cfg, device, desc=name, progress=progress, trunk_dir=out_dir, progress_path=progress_path)
     meta = {"sft_config": asdict(cfg), "train_seconds": secs, "params": net.num_params(), **info}
     model.save(path, net, meta)
+    if os.path.exists(progress_path):   # only now that the checkpoint is safe
+        os.remove(progress_path)
     log(f"{name}: trained {net.num_params():,} parameters in {secs:.0f}s -> {path}")
     return net, path, meta
 

@@ -209,6 +209,10 @@ def iter_problems(split, seed=0, cfg=TaskConfig(), n=None):
     goes). n, if given, only bounds the number of draws before giving up."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    return _draw_distinct(split, seed, cfg, n)
+
+
+def _draw_distinct(split, seed, cfg, n):
     rng = random.Random(f"{split}/{seed}/{cfg}")
     seen, tries = set(), 0
     while True:

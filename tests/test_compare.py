@@ -105,3 +105,21 @@ def test_resume_with_other_settings_is_refused(ckpt, tmp_path):
     assert compare_methods.compare(preset, ["rlvr"], "cpu", out, ckpt, progress=False) == 0
     with pytest.raises(ValueError, match="other settings"):
         compare_methods.compare(replace(preset, steps=3), ["rlvr"], "cpu", out, ckpt, resume=True, progress=False)
+
+
+def test_jsd_push_is_the_closed_form_gradient():
+    # docs/METHODS.md, "OPSD": -dJSD/dz[y] = ((1-beta)/tau) S_y (KL(S||M) - log(S_y/M_y)), tau = 1
+    import torch
+    g = torch.Generator().manual_seed(0)
+    zs, zt = torch.randn(3, 4, 7, generator=g, dtype=torch.float64), torch.randn(3, 4, 7, generator=g, dtype=torch.float64)
+    y = torch.randint(7, (3, 4), generator=g)
+    mask = torch.ones(3, 4, dtype=torch.float64)
+    mask[1, 3] = 0
+    for beta in (0.2, 0.5, 0.8):
+        S, T = zs.softmax(-1), zt.softmax(-1)
+        M = beta * T + (1 - beta) * S
+        kl_sm = (S * (S / M).log()).sum(-1)
+        Sy, My = S.gather(-1, y[..., None])[..., 0], M.gather(-1, y[..., None])[..., 0]
+        expected = (1 - beta) * Sy * (kl_sm - (Sy / My).log()) * mask
+        got = compare_methods.jsd_push(zs, zt, y, mask, beta=beta)
+        assert torch.allclose(got.double(), expected, atol=1e-6)

@@ -10,7 +10,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 
@@ -109,9 +108,17 @@ def test_a_huge_step_count_does_not_build_its_prompts_first(ckpt, tmp_path, monk
         os.kill(os.getpid(), signal.SIGINT)
         return real(state, problems)
     monkeypatch.setattr(compare_methods.rlsd, "train_step", step_then_signal)
-    t0 = time.time()
+    drawn = []
+    real_draw = compare_methods.verify.iter_problems
+
+    def counting(*a, **k):
+        for p in real_draw(*a, **k):
+            if k.get("seed") == 10_000:   # the run's prompts (evaluation sets are drawn apart)
+                drawn.append(p)
+            yield p
+    monkeypatch.setattr(compare_methods.verify, "iter_problems", counting)
     assert compare_methods.compare(preset, ["rlvr"], "cpu", str(tmp_path / "o"), ckpt, progress=False) == 130
-    assert time.time() - t0 < 30     # 800,000 prompts drawn up front took minutes
+    assert len(drawn) == preset.prompts_per_step     # drawn as the run goes, not all up front
 
 
 # ---------------------------------------------------------------- 3: one writer per folder
@@ -134,19 +141,17 @@ def test_a_stale_lock_is_taken_over_with_a_warning(ckpt, tmp_path, capsys):
     assert f"left by process {gone.pid}, which is gone" in capsys.readouterr().err
 
 
-def test_a_run_that_needs_the_checkpoint_folder_waits_for_its_trainer(tmp_path):
-    folder, order = str(tmp_path / "ck"), []
-
-    def other():
-        with runtime.FolderLock(folder, ".train.lock", wait=True):
-            order.append("second")
+def test_a_run_that_needs_the_checkpoint_folder_waits_for_its_trainer(tmp_path, capsys):
+    folder = str(tmp_path / "ck")
+    trainer = subprocess.Popen([sys.executable, "-c", f"import sys, time; sys.path.insert(0, {ROOT!r}); import runtime\n"
+                                f"with runtime.FolderLock({folder!r}, '.train.lock', wait=True):\n"
+                                f"    print('locked', flush=True); time.sleep(1.5)"], stdout=subprocess.PIPE, text=True)
+    assert trainer.stdout.readline().strip() == "locked"
+    t0 = time.time()
     with runtime.FolderLock(folder, ".train.lock", wait=True):
-        t = threading.Thread(target=other)
-        t.start()
-        time.sleep(0.5)
-        order.append("first")
-    t.join(10)
-    assert order == ["first", "second"]
+        waited = time.time() - t0
+    trainer.wait()
+    assert waited > 0.5 and f"waiting for process {trainer.pid}" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- 4, 5: output paths, full disk
@@ -166,7 +171,35 @@ def test_too_little_free_space_is_refused_before_the_work(tmp_path, capsys, monk
     assert one_line_error(err) and "MB free" in err
 
 
-def test_a_full_disk_mid_run_names_the_file_and_leaves_no_temporary(ckpt, tmp_path, capsys, monkeypatch):
+def test_a_disk_that_fills_during_the_runs_names_the_log(ckpt, tmp_path, capsys, monkeypatch):
+    class Filling:              # the log file: its writes fail once 3,000 bytes are written
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, text):
+            self.n += len(text)
+            if self.n > 3000:
+                raise OSError(28, "No space left on device")
+            return self.f.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+    real_open = open
+    monkeypatch.setattr(compare_methods, "open", lambda p, m="r", *a, **k: Filling(real_open(p, m, *a, **k))
+                        if str(p).endswith("metrics.jsonl") and m == "a" else real_open(p, m, *a, **k), raising=False)
+    out = tmp_path / "o"
+    assert compare_methods.main(SMOKE + ["--out", str(out), "--checkpoints", ckpt]) == 1
+    err = capsys.readouterr().err
+    assert one_line_error(err) and "could not write" in err and "metrics.jsonl" in err and "No space left" in err
+
+
+def test_a_full_disk_at_the_first_write_names_the_file_and_leaves_no_temporary(ckpt, tmp_path, capsys, monkeypatch):
     def full(src, dst):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(runtime.os, "replace", full)
@@ -253,14 +286,33 @@ def test_a_checkpoint_that_is_not_plain_tensors_never_suggests_unsafe_loading(tm
     assert "weights_only" not in str(e.value) and "\n" not in str(e.value) and "never unpickled" in str(e.value)
 
 
-@pytest.mark.parametrize("damage", [b'{"run": "header"}\n\xff\xfe not utf-8\n{"run": "x"}\n', b"123\n456\n"])
-def test_a_damaged_metrics_log_is_named_on_resume(ckpt, tmp_path, capsys, damage):
+@pytest.mark.parametrize("damage, line", [(b'{"run": "header", "kind": "header"}\n\xff\xfe not utf-8\n{"run": "x"}\n', 2),
+                                          (b"123\n456\n", 1)])
+def test_a_damaged_metrics_log_is_named_on_resume(ckpt, tmp_path, capsys, damage, line):
     out = tmp_path / "o"
     out.mkdir()
     (out / "metrics.jsonl").write_bytes(damage)
     assert compare_methods.main(SMOKE + ["--out", str(out), "--checkpoints", ckpt, "--resume"]) == 1
     err = capsys.readouterr().err
-    assert one_line_error(err) and "metrics.jsonl line " in err
+    assert one_line_error(err) and f"metrics.jsonl line {line} " in err
+
+
+def test_a_log_cut_mid_line_by_a_hard_kill_resumes(ckpt, tmp_path):
+    out = str(tmp_path / "o")
+    args = SMOKE + ["--steps", "2", "--out", out, "--checkpoints", ckpt]
+    assert compare_methods.main(args) == 0
+    ref = json.load(open(os.path.join(out, "summary.json")))
+    with open(os.path.join(out, "metrics.jsonl"), "rb") as f:
+        lines = f.read().splitlines(keepends=True)
+    last_end = max(i for i, l in enumerate(lines) if b'"kind": "end"' in l and b"rlvr" in l)
+    with open(os.path.join(out, "metrics.jsonl"), "wb") as f:   # rlsd's run, cut mid-line
+        f.writelines(lines[:last_end + 3])
+        f.write(lines[last_end + 3][:17])
+    assert compare_methods.main(args + ["--resume"]) == 0
+    S = json.load(open(os.path.join(out, "summary.json")))
+    numbers = lambda S: {k: (r["status"], r["steps"], {m: v for m, v in r["final_eval"].items() if m != "wall"})
+                         for k, r in S["runs"].items()}
+    assert numbers(S) == numbers(ref)
 
 
 # ---------------------------------------------------------------- 8, 9: arguments
@@ -288,3 +340,58 @@ def test_the_resume_command_survives_a_shell(tmp_path):
     echoed = subprocess.run(["sh", "-c", "printf '%s\\n' " + cmd], capture_output=True, text=True).stdout
     assert echoed.splitlines() == ["python", "compare_methods.py", *argv, "--resume"]
     assert shlex.split(cmd)[2:-1] == argv
+
+
+def test_a_stop_is_forgotten_once_its_run_has_ended(ckpt, tmp_path, monkeypatch):
+    preset = replace(compare_methods.PRESETS["smoke"], controls=False, steps=2)
+    real = rlsd.train_step
+
+    def step_then_signal(state, problems):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(state, problems)
+    monkeypatch.setattr(compare_methods.rlsd, "train_step", step_then_signal)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")   # an earlier run's
+    assert compare_methods.compare(preset, ["rlvr"], "cpu", str(out), ckpt, progress=False) == 130
+    assert not (out / "summary.json").exists()          # nothing finished: no summary, not a stale one
+    assert not runtime.STOP.requested
+    cfg = replace(train_tiny.PRESETS["smoke"]["student"], steps=3, branch_steps=0)
+    train_tiny.train(cfg, progress=False, progress_path=str(tmp_path / "p.pt"))   # not interrupted
+
+
+@pytest.mark.parametrize("at", [15, 50])   # in the trunk (checks every 10 steps) and in the branch
+def test_training_interrupted_anywhere_resumes_to_the_same_weights(tmp_path, monkeypatch, at):
+    cfg = replace(train_tiny.PRESETS["smoke"]["student"], stop_at=0.9, check_every=10)
+    ref, _, _ = train_tiny.train(cfg, progress=False, trunk_dir=str(tmp_path / "ref"))
+    real, calls = train_tiny.make_batch, []
+
+    def batch_then_stop(*a, **k):
+        calls.append(1)
+        if len(calls) == at:
+            runtime.STOP.requested = True
+        return real(*a, **k)
+    monkeypatch.setattr(train_tiny, "make_batch", batch_then_stop)
+    d, progress = str(tmp_path / "cut"), str(tmp_path / "cut" / "p.pt")
+    os.makedirs(d)
+    with runtime.STOP:
+        with pytest.raises(runtime.Interrupted, match=f"stopped at step {at} "):
+            train_tiny.train(cfg, progress=False, trunk_dir=d, progress_path=progress)
+    # the control student shares the trunk: training it in between must not disturb the resume
+    train_tiny.train(replace(cfg, cite_frac=0.0, nowork_frac=0.0), progress=False, trunk_dir=d)
+    net, _, info = train_tiny.train(cfg, progress=False, trunk_dir=d, progress_path=progress)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values()))
+
+
+def test_waiting_for_a_lock_honours_a_stop_and_never_waits_for_itself(tmp_path):
+    folder = str(tmp_path)
+    with runtime.FolderLock(folder, ".train.lock", wait=True):
+        with pytest.raises(runtime.UserError, match=str(os.getpid())):   # no self-deadlock
+            with runtime.FolderLock(folder, ".train.lock", wait=True):
+                pass
+
+
+def test_out_and_checkpoints_must_differ(tmp_path, capsys):
+    d = str(tmp_path / "same")
+    assert compare_methods.main(SMOKE + ["--out", d, "--checkpoints", d]) == 2
+    assert "must be different folders" in capsys.readouterr().err
