@@ -5,7 +5,9 @@
 
 Measures (each a median of --repeats runs after a warm-up):
   1. generation: tokens/s with and without the KV cache, batch 64 and batch P*G of the
-     default compare preset, 64 new tokens (EOS ignored, so every row makes 64 tokens);
+     default compare preset, 64 new tokens (EOS ignored, so every row makes 64 tokens),
+     and the KV-cached rollout at 128 prompts x 48 new tokens, a shape to compare
+     implementations at;
   2. the supervised training step: tokens/s and achieved FLOP/s of forward+backward at the
      default student size, beside a large float32 matrix product timed in the same run
      (this machine's practical ceiling);
@@ -62,18 +64,21 @@ def load_or_init(cfg, ckpt_dir, name, device):
     return model.GPT(cfg.model).to(device), "random init (train it first for realistic response lengths)"
 
 
-def bench_generation(net, batch, device, repeats, new_tokens=64):
+def bench_generation(net, batch, device, repeats, new_tokens=64, uncached=True):
+    """Sampling tokens/s for `batch` task prompts and exactly `new_tokens` new tokens each
+    (no early stop), with the KV cache and, if asked, with the recompute path."""
     probs = verify.make_problems("train", batch, seed=1)
     prompts = [verify.prompt_ids(p) for p in probs]
     g = torch.Generator(device=device)
     out = {}
-    for cache in (True, False):
+    for cache in (True, False) if uncached else (True,):
         def go():
             g.manual_seed(0)
             net.generate(prompts, new_tokens, eos_id=-1, pad_id=verify.PAD, generator=g, use_cache=cache)
         t = timed(go, device, repeats if cache else max(1, repeats // 2))
         out["cached" if cache else "uncached"] = batch * new_tokens / t
-    out["ratio"] = out["cached"] / out["uncached"]
+    if uncached:
+        out["ratio"] = out["cached"] / out["uncached"]
     return out
 
 
@@ -106,24 +111,30 @@ def bench_train_step(cfg, device, repeats):
 
 
 def bench_methods(student, teacher, device, repeats, preset):
+    """One RL step of each method, the methods interleaved step by step so that a machine
+    whose speed drifts slows them all alike; medians over repeats, after a warm-up step."""
     probs = verify.make_problems("train", 64 * preset.prompts_per_step, seed=3)
+    states = {m: rlsd.make_state(student, rlsd.RLConfig(method=m, group_size=preset.group_size, lr=preset.lr),
+                                 opd_teacher=teacher, seed=0) for m in compare_methods.METHOD_ORDER}
+    rows = {m: [] for m in states}
+    peak = {m: 0.0 for m in states}
+    for i in range(repeats + 1):
+        batch = probs[i * preset.prompts_per_step:(i + 1) * preset.prompts_per_step]
+        for m, state in states.items():
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            rows[m].append(rlsd.train_step(state, batch))
+            if device == "cuda":
+                peak[m] = max(peak[m], torch.cuda.max_memory_allocated() / 2**20)
     out = {}
-    for method in compare_methods.METHOD_ORDER:
-        cfg = rlsd.RLConfig(method=method, group_size=preset.group_size, lr=preset.lr)
-        state = rlsd.make_state(student, cfg, opd_teacher=teacher, seed=0)
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        rows = []
-        for i in range(repeats + 1):
-            m = rlsd.train_step(state, probs[i * preset.prompts_per_step:(i + 1) * preset.prompts_per_step])
-            rows.append(m)
-        rows = rows[1:]  # drop the warm-up step
-        med = {k: statistics.median(r[k] for r in rows) for k in ("t_rollout", "t_teacher", "t_update")}
-        med["t_step"] = statistics.median(r["t_rollout"] + r["t_teacher"] + r["t_update"] for r in rows)
-        med["resp_len"] = statistics.mean(r["resp_len"] for r in rows)
-        med["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
-        med.update({k: v for k, v in compare_methods.cost_model(method, student, teacher).items() if k != "passes_per_step"})
-        out[method] = med
+    for m, rs in rows.items():
+        rs = rs[1:]  # drop the warm-up step
+        med = {k: statistics.median(r[k] for r in rs) for k in ("t_rollout", "t_teacher", "t_update")}
+        med["t_step"] = statistics.median(r["t_rollout"] + r["t_teacher"] + r["t_update"] for r in rs)
+        med["resp_len"] = statistics.mean(r["resp_len"] for r in rs)
+        med["peak_memory_mb"] = peak[m] if device == "cuda" else None
+        med.update({k: v for k, v in compare_methods.cost_model(m, student, teacher).items() if k != "passes_per_step"})
+        out[m] = med
     for m in ("opd", "opsd", "rlsd"):
         out[m]["step_over_rlvr"] = out[m]["t_step"] / out["rlvr"]["t_step"]
     return out
@@ -166,6 +177,9 @@ def main(argv=None):
         res["generation"][f"batch{batch}"] = r
         print(f"generate  batch {batch:4d}, 64 new tokens: cached {r['cached']:9.0f} tok/s, "
               f"uncached {r['uncached']:9.0f} tok/s, ratio {r['ratio']:.1f}x", flush=True)
+    roll = bench_generation(student, 128, device, args.repeats, new_tokens=48, uncached=False)
+    res["rollout_128x48_tokens_per_s"] = roll["cached"]   # a shape to compare implementations at
+    print(f"rollout   batch  128, 48 new tokens: {roll['cached']:9.0f} tok/s (KV cache)", flush=True)
     mm = bench_matmul(device, args.repeats)
     tr = bench_train_step(base["student"], device, args.repeats)
     res["matmul_flops_per_s"], res["train_step"] = mm, tr

@@ -13,6 +13,7 @@ def test_bench_smoke(tmp_path, capsys):
     for g in r["generation"].values():
         assert g["cached"] > 0 and g["uncached"] > 0 and g["ratio"] > 0
     assert r["train_step"]["flops_per_s"] > 0 and r["matmul_flops_per_s"] > 0
+    assert r["rollout_128x48_tokens_per_s"] > 0
     assert set(r["methods"]) == {"rlvr", "opd", "opsd", "rlsd"}
     assert "step_over_rlvr" in r["methods"]["rlsd"]
     assert "ratio" in capsys.readouterr().out
