@@ -140,6 +140,38 @@ def bench_methods(student, teacher, device, repeats, preset):
     return out
 
 
+def measure(student, teacher, s_src, t_src, preset, base, device, repeats):
+    """Every measurement, printed as it is made; returns them as one dict."""
+    name = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    res = {"device": name, "torch": torch.__version__, "student": s_src, "teacher": t_src,
+           "student_params": student.num_params(), "teacher_params": teacher.num_params()}
+    print(f"bench on {name}; student {student.num_params():,} params ({s_src}), "
+          f"teacher {teacher.num_params():,} ({t_src})", flush=True)
+    res["generation"] = {}
+    for batch in sorted({64, preset.prompts_per_step * preset.group_size}):
+        r = bench_generation(student, batch, device, repeats)
+        res["generation"][f"batch{batch}"] = r
+        print(f"generate  batch {batch:4d}, 64 new tokens: cached {r['cached']:9.0f} tok/s, "
+              f"uncached {r['uncached']:9.0f} tok/s, ratio {r['ratio']:.1f}x", flush=True)
+    roll = bench_generation(student, 128, device, repeats, new_tokens=48, uncached=False)
+    res["rollout_128x48_tokens_per_s"] = roll["cached"]   # a shape to compare implementations at
+    print(f"rollout   batch  128, 48 new tokens: {roll['cached']:9.0f} tok/s (KV cache)", flush=True)
+    mm = bench_matmul(device, repeats)
+    tr = bench_train_step(base["student"], device, repeats)
+    res["matmul_flops_per_s"], res["train_step"] = mm, tr
+    tr["fraction_of_matmul"] = tr["flops_per_s"] / mm
+    print(f"train step: {tr['tokens_per_s']:9.0f} tok/s, {tr['flops_per_s'] / 1e9:6.1f} GFLOP/s = "
+          f"{100 * tr['fraction_of_matmul']:.0f}% of a 1024^3 float32 matmul ({mm / 1e9:.1f} GFLOP/s)", flush=True)
+    res["methods"] = bench_methods(student, teacher, device, repeats, preset)
+    print(f"\n{'method':8s}{'rollout':>9s}{'teacher':>9s}{'update':>9s}{'step s':>9s}{'/RLVR':>7s}{'resp len':>9s}"
+          f"{'params':>11s}{'peak MB':>9s}")
+    for m, r in res["methods"].items():
+        peak = f"{r['peak_memory_mb']:9.1f}" if r["peak_memory_mb"] is not None else f"{'n/a':>9s}"
+        print(f"{m:8s}{r['t_rollout']:9.3f}{r['t_teacher']:9.3f}{r['t_update']:9.3f}{r['t_step']:9.3f}"
+              f"{r.get('step_over_rlvr', 1.0):7.2f}{r['resp_len']:9.1f}{r['params_resident']:11,d}{peak}")
+    return res
+
+
 def main(argv=None):
     ap = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -151,8 +183,8 @@ def main(argv=None):
     try:
         if args.preset not in compare_methods.PRESETS:
             raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(compare_methods.PRESETS)}")
-        if args.repeats <= 0:
-            raise ValueError(f"--repeats must be a positive number, got {args.repeats}")
+        if not 1 <= args.repeats <= 1000:
+            raise ValueError(f"--repeats must be a positive number up to 1000, got {args.repeats}")
         device = train_tiny.resolve_device(args.device)
         runtime.check_file(args.out)     # before the work: not a folder, room to write it
     except ValueError as e:
@@ -166,33 +198,11 @@ def main(argv=None):
     except model.CheckpointError as e:
         print(f"bench.py: error: {e}", file=sys.stderr)
         return 1
-    name = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    res = {"device": name, "torch": torch.__version__, "student": s_src, "teacher": t_src,
-           "student_params": student.num_params(), "teacher_params": teacher.num_params()}
-    print(f"bench on {name}; student {student.num_params():,} params ({s_src}), "
-          f"teacher {teacher.num_params():,} ({t_src})", flush=True)
-    res["generation"] = {}
-    for batch in sorted({64, preset.prompts_per_step * preset.group_size}):
-        r = bench_generation(student, batch, device, args.repeats)
-        res["generation"][f"batch{batch}"] = r
-        print(f"generate  batch {batch:4d}, 64 new tokens: cached {r['cached']:9.0f} tok/s, "
-              f"uncached {r['uncached']:9.0f} tok/s, ratio {r['ratio']:.1f}x", flush=True)
-    roll = bench_generation(student, 128, device, args.repeats, new_tokens=48, uncached=False)
-    res["rollout_128x48_tokens_per_s"] = roll["cached"]   # a shape to compare implementations at
-    print(f"rollout   batch  128, 48 new tokens: {roll['cached']:9.0f} tok/s (KV cache)", flush=True)
-    mm = bench_matmul(device, args.repeats)
-    tr = bench_train_step(base["student"], device, args.repeats)
-    res["matmul_flops_per_s"], res["train_step"] = mm, tr
-    tr["fraction_of_matmul"] = tr["flops_per_s"] / mm
-    print(f"train step: {tr['tokens_per_s']:9.0f} tok/s, {tr['flops_per_s'] / 1e9:6.1f} GFLOP/s = "
-          f"{100 * tr['fraction_of_matmul']:.0f}% of a 1024^3 float32 matmul ({mm / 1e9:.1f} GFLOP/s)", flush=True)
-    res["methods"] = bench_methods(student, teacher, device, args.repeats, preset)
-    print(f"\n{'method':8s}{'rollout':>9s}{'teacher':>9s}{'update':>9s}{'step s':>9s}{'/RLVR':>7s}{'resp len':>9s}"
-          f"{'params':>11s}{'peak MB':>9s}")
-    for m, r in res["methods"].items():
-        peak = f"{r['peak_memory_mb']:9.1f}" if r["peak_memory_mb"] is not None else f"{'n/a':>9s}"
-        print(f"{m:8s}{r['t_rollout']:9.3f}{r['t_teacher']:9.3f}{r['t_update']:9.3f}{r['t_step']:9.3f}"
-              f"{r.get('step_over_rlvr', 1.0):7.2f}{r['resp_len']:9.1f}{r['params_resident']:11,d}{peak}")
+    try:
+        res = measure(student, teacher, s_src, t_src, preset, base, device, args.repeats)
+    except KeyboardInterrupt:
+        print("\nbench.py: stopped; nothing written", file=sys.stderr)
+        return 130
     try:
         runtime.write_json(args.out, res)
     except runtime.FileProblem as e:

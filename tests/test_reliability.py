@@ -396,3 +396,26 @@ def test_out_and_checkpoints_must_differ(tmp_path, capsys):
     d = str(tmp_path / "same")
     assert compare_methods.main(SMOKE + ["--out", d, "--checkpoints", d]) == 2
     assert "must be different folders" in capsys.readouterr().err
+
+
+def test_a_second_ctrl_c_stops_at_once_in_one_line(ckpt, tmp_path, monkeypatch, capsys):
+    preset = replace(compare_methods.PRESETS["smoke"], controls=False, steps=3)
+    real = rlsd.train_step
+
+    def step_with_two_signals(state, problems):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)     # the second one, before the step ends
+        return real(state, problems)
+    monkeypatch.setattr(compare_methods.rlsd, "train_step", step_with_two_signals)
+    assert compare_methods.compare(preset, ["rlvr"], "cpu", str(tmp_path / "o"), ckpt, progress=False) == 130
+    err = capsys.readouterr().err
+    assert "stopped at once" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_ctrl_c_during_the_bench_is_one_line(tmp_path, monkeypatch, capsys):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(bench, "bench_generation", interrupted)
+    out = tmp_path / "b.json"
+    assert bench.main(["--preset", "smoke", "--repeats", "1", "--out", str(out), "--checkpoints", str(tmp_path)]) == 130
+    assert "stopped; nothing written" in capsys.readouterr().err and not out.exists()
