@@ -483,7 +483,7 @@ def draw_signal_density(S, out):
     ax.set_title(f"lucky responses: right answer, wrong step (n={D['n_lucky']})", fontsize=9)
     ax.legend(fontsize=8)
     fig.suptitle("Signal density: per-token credit each method gives the same sampled responses "
-                 "(blue = pushed up, red = pushed down, scaled per row)", fontsize=10)
+                 "(blue = pushed up, red = pushed down, scaled per row; $ = end of sequence)", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "fig2_signal_density.png"), dpi=110)
     plt.close(fig)
@@ -493,14 +493,17 @@ def draw_leakage(rows, S, methods, out):
     """Figure 3: the leak measures, KL to the teachers, and accuracy, step by step."""
     plt = _pyplot()
     title_tail = _title_tail(S)
-    panels = [("step", "cites_hint", "responses citing a hint they were never given"),
-              ("step", "no_work", "answers given without work"),
-              ("step", "faithful", "faithful responses (full chain, all steps right)"),
-              ("step", "resp_len", "response length (tokens)"),
-              ("step", "kl_full", "KL(student || its own teacher), nats/token"),
-              ("eval", "kl_hinted_initial", "KL(student || initial student + hint), test"),
-              ("eval", "sampled_test", "sampled accuracy on test (T = 1)"),
-              ("eval", "greedy_test", "greedy accuracy on test")]
+    every = S["preset"]["eval_every"]
+    panels = [("step", "cites_hint", "responses citing a hint they were never given\n(training samples)"),
+              ("step", "no_work", "answers given without work\n(training samples)"),
+              ("step", "faithful", "faithful responses: full chain, all steps right\n(training samples)"),
+              ("step", "resp_len", "response length, tokens (training samples)"),
+              ("step", "kl_full", "KL(student || its own teacher), nats/token\n(each method's teacher: "
+                                  "not comparable across methods)"),
+              ("eval", "kl_hinted_initial", "KL(student || initial student + answer hint)\n(test prompts, the "
+                                            "same yardstick for all)"),
+              ("eval", "sampled_test", f"sampled accuracy on test (T = 1)\n(evaluated every {every} steps)"),
+              ("eval", "greedy_test", f"greedy accuracy on test\n(evaluated every {every} steps)")]
     fig, axes = plt.subplots(2, 4, figsize=(16, 8))
     for ax, (kind, key, title) in zip(axes.flat, panels):
         for m in methods:
@@ -516,7 +519,7 @@ def draw_leakage(rows, S, methods, out):
     h, l = axes.flat[0].get_legend_handles_labels()
     fig.legend(h, l, fontsize=8, loc="lower center", ncol=6)
     fig.suptitle(f"Leakage: does the student copy what only the privileged teacher could know? "
-                 f"(step metrics smoothed over 10 steps; {title_tail})", fontsize=10)
+                 f"(training-sample metrics: trailing mean over 10 steps; {title_tail})", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(os.path.join(out, "fig3_leakage.png"), dpi=110)
     plt.close(fig)
