@@ -132,3 +132,13 @@ def test_non_finite_loss_stops_the_run(models, monkeypatch):
     with pytest.raises(rlsd.NonFiniteError, match="rlvr step 0"):
         rlsd.train_step(s, PROBS[:3])
     assert all(torch.equal(a, b) for a, b in zip(before, s.policy.parameters()))  # no update applied
+
+
+def test_opsd_sampled_option_trains_through_the_surrogate(models):
+    student, _ = models
+    jsd = rlsd.make_state(student, cfg("opsd"), seed=0)
+    sampled = rlsd.make_state(student, cfg("opsd", opsd_loss="sampled"), seed=0)
+    assert jsd.method.own_loss is rlsd.opsd_jsd_loss and sampled.method.own_loss is None
+    assert rlsd.METHODS["opsd"].own_loss is rlsd.opsd_jsd_loss          # the registry is unchanged
+    m = rlsd.train_step(sampled, PROBS[:3])
+    assert abs(m["loss"] + m["adv_mean"]) < 1e-6   # rho = 1: the surrogate's value is -mean(credit)
