@@ -473,15 +473,24 @@ def draw_signal_density(S, out):
                  f"of the base student)", fontsize=9)
     ax.legend(fontsize=8)
     ax = fig.add_subplot(gs[-1, 1])
-    w = [D["methods"][k]["lucky_credit_wrong_step"] for k in names]
-    r = [D["methods"][k]["lucky_credit_rest"] for k in names]
-    ax.bar(xs - 0.2, w, 0.4, label="tokens of the wrong step", color="tab:orange")
-    ax.bar(xs + 0.2, r, 0.4, label="the rest of the response", color="tab:gray")
+    w = np.array([D["methods"][k]["lucky_credit_wrong_step"] for k in names])
+    r = np.array([D["methods"][k]["lucky_credit_rest"] for k in names])
+    push = np.array([k == "opsd_jsd" for k in names])   # a gradient, not an advantage: its own axis
+    ax.bar(xs[~push] - 0.2, w[~push], 0.4, label="tokens of the wrong step", color="tab:orange")
+    ax.bar(xs[~push] + 0.2, r[~push], 0.4, label="the rest of the response", color="tab:gray")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(xs, [DENSITY_SHORT.get(k, pretty[k]) for k in names], fontsize=7)
-    ax.set_ylabel("mean token credit\n(OPSD as trained: push on the logit)")
+    ax.set_ylabel("mean token credit (advantage)")
     ax.set_title(f"lucky responses: right answer, wrong step (n={D['n_lucky']})", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
+    if push.any():
+        ax2 = ax.twinx()
+        ax2.bar(xs[push] - 0.2, w[push], 0.4, color="tab:orange", hatch="//", edgecolor="black", lw=0.5)
+        ax2.bar(xs[push] + 0.2, r[push], 0.4, color="tab:gray", hatch="//", edgecolor="black", lw=0.5)
+        lim = 1.1 * max(np.nanmax(np.abs(np.concatenate([w[push], r[push]]))), 1e-6)
+        left = ax.get_ylim()
+        ax2.set_ylim(lim * left[0] / max(abs(left[0]), abs(left[1])), lim * left[1] / max(abs(left[0]), abs(left[1])))
+        ax2.set_ylabel("OPSD as trained (hatched): mean push on the logit", fontsize=8)
     fig.suptitle("Signal density: per-token credit each method gives the same sampled responses "
                  "(blue = pushed up, red = pushed down, scaled per row; $ = end of sequence)", fontsize=10)
     fig.tight_layout()
