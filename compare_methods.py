@@ -487,7 +487,8 @@ def draw_signal_density(S, out):
         ax2 = ax.twinx()
         ax2.bar(xs[push] - 0.2, w[push], 0.4, color="tab:orange", hatch="//", edgecolor="black", lw=0.5)
         ax2.bar(xs[push] + 0.2, r[push], 0.4, color="tab:gray", hatch="//", edgecolor="black", lw=0.5)
-        lim = 1.1 * max(np.nanmax(np.abs(np.concatenate([w[push], r[push]]))), 1e-6)
+        vals = np.abs(np.concatenate([w[push], r[push]]))
+        lim = 1.1 * max(vals[np.isfinite(vals)].max(initial=0.0), 1e-6)   # no lucky response: nan
         left = ax.get_ylim()
         ax2.set_ylim(lim * left[0] / max(abs(left[0]), abs(left[1])), lim * left[1] / max(abs(left[0]), abs(left[1])))
         ax2.set_ylabel("OPSD as trained (hatched): mean push on the logit", fontsize=8)
