@@ -71,7 +71,7 @@ PRESETS = {
     # reward fell, and with the rewards shuffled it fell to 0, so the fall is optimizer noise;
     # at 1e-5 RLVR rose but OPSD barely moved in 60 steps
     "default": Preset(base="default", steps=60, seeds=3, prompts_per_step=8, group_size=8, lr=3e-5,
-                      eval_every=20, eval_n=200, density_prompts=256),
+                      eval_every=10, eval_n=200, density_prompts=256),
     "full": Preset(base="full", steps=400, seeds=5, prompts_per_step=16, group_size=8, lr=3e-5,
                    eval_every=25, eval_n=400, density_prompts=512),
 }
