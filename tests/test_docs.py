@@ -63,3 +63,26 @@ def test_the_reading_order_names_real_functions():
 def test_the_readme_stays_short():
     words = len(open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().split())
     assert words <= 3000, f"README.md has {words} words; move lab-notebook material to docs/LOG.md"
+
+
+def test_the_readme_numbers_come_from_the_committed_run():
+    # every three-decimal number in README.md is a value of figures/summary.json or
+    # figures/bench_cpu.json (rounded as printed): no number typed by hand
+    import json
+    values = set()
+
+    def walk(x):
+        if isinstance(x, dict):
+            [walk(v) for v in x.values()]
+        elif isinstance(x, list):
+            [walk(v) for v in x]
+        elif isinstance(x, float):
+            values.update({f"{x:.3f}", f"{abs(x):.3f}"})
+    for f in ("figures/summary.json", "figures/bench_cpu.json"):
+        with open(os.path.join(ROOT, f)) as fh:
+            walk(json.load(fh))
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    numbers = re.findall(r"(?<![\w.])-?\d+\.\d{3}(?!\d)", text)
+    assert len(numbers) > 50
+    stray = sorted({n for n in numbers if n.lstrip("-") not in values})
+    assert not stray, f"README.md numbers not in figures/: {stray}"
