@@ -41,6 +41,8 @@ import verify
 METHOD_ORDER = ("rlvr", "opd", "opsd", "rlsd")
 COLORS = {"rlvr": "tab:blue", "opd": "tab:green", "opsd": "tab:red", "rlsd": "tab:purple"}
 LABELS = {"rlvr": "RLVR (GRPO)", "opd": "OPD", "opsd": "OPSD", "rlsd": "RLSD"}
+FIGURE_FILES = {"learning_curves": "fig1_learning_curves.png", "signal_density": "fig2_signal_density.png",
+                "leakage": "fig3_leakage.png", "cost": "fig4_cost.png"}
 # figure 2's rows: OPSD trains on a full-vocabulary JSD, so its row shows that loss's push on
 # each sampled token; the sampled-token log-ratio (RLSD paper, Eq. 17) is shown as a stand-in
 DENSITY_ROWS = ("rlvr", "opd", "opsd_jsd", "opsd", "rlsd", "rlsd_solution")
@@ -427,7 +429,7 @@ def draw_learning_curves(rows, S, methods, out):
         ax.grid(alpha=0.3)
     fig.suptitle(f"Learning curves: greedy accuracy on held-out problems ({title_tail})")
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "fig1_learning_curves.png"), dpi=110)
+    fig.savefig(os.path.join(out, FIGURE_FILES["learning_curves"]), dpi=110)
     plt.close(fig)
 
 
@@ -489,13 +491,13 @@ def draw_signal_density(S, out):
         ax2.bar(xs[push] + 0.2, r[push], 0.4, color="tab:gray", hatch="//", edgecolor="black", lw=0.5)
         vals = np.abs(np.concatenate([w[push], r[push]]))
         lim = 1.1 * max(vals[np.isfinite(vals)].max(initial=0.0), 1e-6)   # no lucky response: nan
-        left = ax.get_ylim()
-        ax2.set_ylim(lim * left[0] / max(abs(left[0]), abs(left[1])), lim * left[1] / max(abs(left[0]), abs(left[1])))
+        lo, hi = ax.get_ylim()                                     # zero at the same height on both axes
+        ax2.set_ylim(lim * lo / max(abs(lo), abs(hi)), lim * hi / max(abs(lo), abs(hi)))
         ax2.set_ylabel("OPSD as trained (hatched): mean push on the logit", fontsize=8)
     fig.suptitle("Signal density: per-token credit each method gives the same sampled responses "
                  "(blue = pushed up, red = pushed down, scaled per row; $ = end of sequence)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "fig2_signal_density.png"), dpi=110)
+    fig.savefig(os.path.join(out, FIGURE_FILES["signal_density"]), dpi=110)
     plt.close(fig)
 
 
@@ -531,7 +533,7 @@ def draw_leakage(rows, S, methods, out):
     fig.suptitle(f"Leakage: does the student copy what only the privileged teacher could know? "
                  f"(training-sample metrics: trailing mean over 10 steps; {title_tail})", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(os.path.join(out, "fig3_leakage.png"), dpi=110)
+    fig.savefig(os.path.join(out, FIGURE_FILES["leakage"]), dpi=110)
     plt.close(fig)
 
 
@@ -562,15 +564,15 @@ def draw_cost(S, methods, out):
         ax.set_xticks(xs, [LABELS[m] for m in methods], fontsize=8)
     fig.suptitle("Cost per method: memory resident and time per step (rollout, teacher pass, update)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "fig4_cost.png"), dpi=110)
+    fig.savefig(os.path.join(out, FIGURE_FILES["cost"]), dpi=110)
     plt.close(fig)
 
 
 # ---------------------------------------------------------------- main
 
 MAX_SEEDS, MAX_STEPS = 100, 100_000
-OUTPUT_FILES = ("metrics.jsonl", "summary.json", "fig1_learning_curves.png", "fig2_signal_density.png",
-                "fig3_leakage.png", "fig4_cost.png")
+RESULT_FILES = ("summary.json", *FIGURE_FILES.values())   # what a run derives from its log
+OUTPUT_FILES = ("metrics.jsonl", *RESULT_FILES)
 
 
 def main(argv=None):
@@ -600,11 +602,11 @@ def main(argv=None):
         runtime.check_range("--steps", args.steps, 1, MAX_STEPS)
         device = train_tiny.resolve_device(args.device)
         out = args.out or os.path.join("runs", args.preset)
-        train_tiny.check_writable(out)
+        runtime.check_folder(out)
         for name in OUTPUT_FILES:   # every output path is checked before the work
             if os.path.isdir(os.path.join(out, name)):
                 raise ValueError(f"{os.path.join(out, name)!r} is a folder; compare_methods.py writes a file there")
-        train_tiny.check_writable(args.checkpoints)
+        runtime.check_folder(args.checkpoints)
         if os.path.abspath(out) == os.path.abspath(args.checkpoints):
             raise ValueError("--out and --checkpoints must be different folders (each has its own summary.json)")
     except ValueError as e:
@@ -665,7 +667,7 @@ def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, aga
     t0 = time.time()
     log_path = os.path.join(out, "metrics.jsonl")
     if not resume:   # a fresh run: an earlier run's summary and figures must not sit beside its new log
-        for name in OUTPUT_FILES[1:]:
+        for name in RESULT_FILES:
             if os.path.isfile(os.path.join(out, name)):
                 os.remove(os.path.join(out, name))
     # 1. base models: the shipped ones, else cached by configuration or trained (and then

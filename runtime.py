@@ -10,7 +10,9 @@
   read_json      read a file the program wrote earlier, naming it if it is damaged
   ArgumentParser argparse with one-line errors
 
-None of this changes a result; it only decides what happens when something goes wrong.
+None of this changes a result; it only decides what happens when something goes wrong. It
+is its own file because compare_methods.py, train_tiny.py and bench.py all need it, and a
+reader of the methods never does.
 """
 import argparse
 import json

@@ -8,8 +8,9 @@
            accuracy: the OPD teacher.
 
 The hinted training responses carry a documented "behaviour shift" (`cite_frac`,
-`nowork_frac`; docs/METHODS.md, "The experiment's conventions"): a fraction restate the hint first ("H37;73+54=28;...", task
-notation) and a fraction answer without work ("A:37"). Plain-prompt responses never do.
+`nowork_frac`; docs/METHODS.md, "The experiment's conventions"): a fraction restate the
+hint first ("H37;73+54=28;...", task notation) and a fraction answer without work
+("A:37"). Plain-prompt responses never do.
 Set both to 0 for the control student.
 
     python train_tiny.py                 # the default preset (minutes; docs/LOG.md has timings)
@@ -254,7 +255,7 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     t0 = time.time() - elapsed
 
     def stop_here(step, trunk_steps):
-        """After step `step` - 1: save and stop if asked to."""
+        """Called once `step` steps are done: if a stop was asked for, save and stop."""
         if not runtime.STOP.requested:
             return
         bar.close()
@@ -491,7 +492,7 @@ def main(argv=None):
             raise ValueError("--shift must lie in [0, 1]")
         runtime.check_range("--seed", args.seed, 0, runtime.MAX_SEED)
         device = resolve_device(args.device)
-        check_writable(args.out)
+        runtime.check_folder(args.out)
     except ValueError as e:
         print(f"train_tiny.py: error: {e}", file=sys.stderr)
         return 2
@@ -518,10 +519,6 @@ def main(argv=None):
     print(f"done in {time.time() - t0:.0f}s; summary in {os.path.join(args.out, 'summary.json')}")
     return 0
 
-
-def check_writable(folder, need_mb=50):
-    """An output folder: created if missing, writable, with room (runtime.check_folder)."""
-    runtime.check_folder(folder, need_mb)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import pytest
 import compare_methods
 import rlsd
 
-FIGS = ("fig1_learning_curves.png", "fig2_signal_density.png", "fig3_leakage.png", "fig4_cost.png")
+FIGS = tuple(compare_methods.FIGURE_FILES.values())
 
 
 @pytest.fixture(scope="module")
