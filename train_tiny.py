@@ -430,27 +430,36 @@ def _load_shipped(folder, s_cfg, t_cfg, device, log):
 
 
 def build_base_models(preset="default", out_dir="checkpoints", device="cpu", seed=0, progress=True,
-                      log=print, student_overrides=None, shipped=None):
+                      log=print, student_overrides=None, shipped=None, student_seed=None):
     """Both base models for a preset, with their evaluation summary: the shipped ones when
     `shipped` (a folder, normally SHIPPED) holds this exact configuration, else loaded from
-    the cache in out_dir or trained there. out_dir is locked meanwhile: a second process
-    that needs it waits, then loads what the first one trained."""
+    the cache in out_dir or trained there (a shipped teacher is still used when only the
+    student differs). student_seed (default: seed) trains another student beside the same
+    teacher. out_dir is locked meanwhile: a second process that needs it waits, then loads
+    what the first one trained."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     P = PRESETS[preset]
-    s_cfg = replace(P["student"], seed=seed, **(student_overrides or {}))
+    s_cfg = replace(P["student"], seed=seed if student_seed is None else student_seed, **(student_overrides or {}))
     t_cfg = replace(P["teacher"], seed=seed)
     found = _load_shipped(shipped, s_cfg, t_cfg, device, log)
     if found:
         return found
     with runtime.FolderLock(out_dir, ".train.lock", wait=True, purpose="training base models"):
         runtime.remove_stale_temporaries(out_dir)
-        return _build_base_models(P, s_cfg, t_cfg, preset, out_dir, device, seed, progress, log)
+        return _build_base_models(P, s_cfg, t_cfg, preset, out_dir, device, seed, progress, log, shipped)
 
 
-def _build_base_models(P, s_cfg, t_cfg, preset, out_dir, device, seed, progress, log):
+def _build_base_models(P, s_cfg, t_cfg, preset, out_dir, device, seed, progress, log, shipped=None):
     student, s_path, s_meta = get_or_train(s_cfg, out_dir, "student", device, progress, log)
-    teacher, t_path, t_meta = get_or_train(t_cfg, out_dir, "teacher", device, progress, log)
+    t_name = f"teacher-{t_cfg.key()}.pt"
+    if shipped and os.path.exists(os.path.join(shipped, t_name)):   # the shipped teacher, checked
+        check_shipped(shipped, t_name)
+        t_path = os.path.join(shipped, t_name)
+        teacher, t_meta = model.load(t_path, t_cfg.model, device)
+        log(f"teacher: loaded the shipped {t_path}")
+    else:
+        teacher, t_path, t_meta = get_or_train(t_cfg, out_dir, "teacher", device, progress, log)
     summary_path = os.path.join(out_dir, f"summary-{s_cfg.key()}-{t_cfg.key()}.json")
     summary = None
     if os.path.exists(summary_path):

@@ -1,4 +1,5 @@
 """train_tiny.py: the smoke preset learns, caches, is deterministic, and refuses bad input."""
+import hashlib
 import math
 import os
 from dataclasses import replace
@@ -174,3 +175,24 @@ def test_a_changed_shipped_file_is_one_clear_error(tmp_path):
     (shipped / "SHA256SUMS").unlink()
     with pytest.raises(model.CheckpointError, match="cannot check"):
         train_tiny.check_shipped(str(shipped), name)
+
+
+def test_another_student_seed_trains_the_student_beside_the_shipped_teacher(smoke, tmp_path):
+    out, _, teacher, _ = smoke
+    shipped = tmp_path / "shipped"      # a shipped folder holding the smoke teacher only
+    shipped.mkdir()
+    t_name = next(f for f in os.listdir(out) if f.startswith("teacher-") and f.endswith(".pt"))
+    (shipped / t_name).write_bytes(open(os.path.join(out, t_name), "rb").read())
+    (shipped / "SHA256SUMS").write_text(f"{hashlib.sha256((shipped / t_name).read_bytes()).hexdigest()}  {t_name}\n")
+    said = []
+    s1, t1, summary = train_tiny.build_base_models("smoke", str(tmp_path / "ck"), "cpu", progress=False,
+                                                   log=said.append, shipped=str(shipped), student_seed=1)
+    assert summary["student"]["config"]["seed"] == 1 and summary["teacher"]["config"]["seed"] == 0
+    assert summary["teacher"]["checkpoint"] == str(shipped / t_name)
+    assert any("loaded the shipped" in line for line in said)
+    assert not any(f.startswith("teacher-") for f in os.listdir(tmp_path / "ck"))   # not retrained
+    assert all(torch.equal(a, b) for a, b in zip(t1.state_dict().values(), teacher.state_dict().values()))
+    (shipped / t_name).write_bytes(b"changed")   # a damaged shipped teacher is refused, not used
+    with pytest.raises(model.CheckpointError, match="checksum"):
+        train_tiny.build_base_models("smoke", str(tmp_path / "ck2"), "cpu", progress=False, log=said.append,
+                                     shipped=str(shipped), student_seed=1)
