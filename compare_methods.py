@@ -136,7 +136,12 @@ def run_one(student, teacher, method, seed, preset, evalsets, log, task, referen
     prompts = verify.iter_problems("train", seed=10_000 + seed, cfg=task)
     bar = train_tiny._bar(preset.steps, f"{method} seed {seed}", progress)
     wall = 0.0
-    log({"kind": "eval", "step": 0, "wall": wall, **evaluate_policy(state.policy, evalsets, seed, references)})
+
+    def evaluate():   # timed, for the profile in summary.json
+        t0 = time.time()
+        ev = evaluate_policy(state.policy, evalsets, seed, references)
+        return {**ev, "t_eval": time.time() - t0}
+    log({"kind": "eval", "step": 0, "wall": wall, **evaluate()})
     for step in range(preset.steps):
         try:
             m = rlsd.train_step(state, list(itertools.islice(prompts, preset.prompts_per_step)))
@@ -150,8 +155,7 @@ def run_one(student, teacher, method, seed, preset, evalsets, log, task, referen
         bar.set_postfix(reward=f"{m['reward']:.2f}", cite=f"{m['cites_hint']:.2f}")
         bar.update(1)
         if (step + 1) % preset.eval_every == 0 or step + 1 == preset.steps:
-            ev = evaluate_policy(state.policy, evalsets, seed, references)
-            log({"kind": "eval", "step": step + 1, "wall": wall, **ev})
+            log({"kind": "eval", "step": step + 1, "wall": wall, **evaluate()})
         if runtime.STOP.requested and step + 1 < preset.steps:
             bar.close()
             return "stopped"
@@ -301,6 +305,7 @@ def summarize(rows, runs, preset, base_summary, density, params):
             finished = [k for k in keys if S["runs"][k]["status"] == "done"]
             S["methods"][key] = method_summary([by_run[k] for k in finished], method, params)
             S["methods"][key]["n_failed"] = sum(S["runs"][k]["status"].startswith("failed") for k in keys)
+    S["profile_seconds"] = profile(rows)
     # learning speed: first eval step at which each method reaches RLVR's final test accuracy
     target = S["methods"].get("rlvr", {}).get("final_greedy_test_mean")
     if target is not None:
@@ -309,6 +314,17 @@ def summarize(rows, runs, preset, base_summary, density, params):
             ms["first_step_at_rlvr_final_test"] = next((int(s) for s, v in sorted(curve.items(), key=lambda kv: int(kv[0]))
                                                         if v >= target), None)
     return S
+
+
+def profile(rows):
+    """Where the logged runs spent their time, in seconds summed over every run: sampling
+    (rollout), the teacher's forward pass, the update, evaluation, and the signal-density
+    pass. Start-up, loading and drawing are the rest of total_seconds."""
+    steps = [r for r in rows if r["kind"] == "step"]
+    out = {k: float(sum(r[f"t_{k}"] for r in steps)) for k in ("rollout", "teacher", "update")}
+    out["evaluation"] = float(sum(r.get("t_eval", 0.0) for r in rows if r["kind"] == "eval"))
+    out["signal_density"] = float(sum(r.get("seconds", 0.0) for r in rows if r["kind"] == "density"))
+    return out
 
 
 def _mean_std(xs):
@@ -717,8 +733,9 @@ def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, aga
         # 2. signal density, on the base student's own samples
         density = next((r["data"] for r in rows if r["run"] == "density"), None)
         if density is None and not runtime.STOP.requested:
+            t_density = time.time()
             density = signal_density(student, teacher, preset, task)
-            append({"run": "density", "kind": "density", "data": density})
+            append({"run": "density", "kind": "density", "data": density, "seconds": time.time() - t_density})
 
         # 3. the runs
         evalsets = {s: verify.make_problems(s, preset.eval_n, seed=30_000, cfg=task) for s in ("test", "hard")}

@@ -22,6 +22,7 @@ def _numbers(summary):
     for k, v in summary["runs"].items():
         ev = dict(v["final_eval"] or {})
         ev.pop("wall", None)
+        ev.pop("t_eval", None)
         out[k] = (v["status"], v["steps"], ev)
     return out
 
@@ -45,6 +46,26 @@ def test_smoke_preset_end_to_end(ckpt, tmp_path):
     rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     steps = [r for r in rows if r["kind"] == "step"]
     assert len(steps) == 6 * compare_methods.PRESETS["smoke"].steps
+    prof = S["profile_seconds"]   # where the time went, summed from the log
+    assert prof["rollout"] == pytest.approx(sum(r["t_rollout"] for r in steps))
+    assert prof["evaluation"] > 0 and prof["signal_density"] > 0 and prof["teacher"] > 0
+    assert prof["rollout"] + prof["update"] + prof["evaluation"] < S["total_seconds"]
+
+
+def test_evaluation_reads_the_same_numbers_as_separate_passes(ckpt):
+    """evaluate_policy batches every split into one greedy pass and reuses its sampled test
+    responses for the KL yardsticks; the accuracies must equal one pass per split."""
+    import train_tiny
+    import verify
+    student, teacher, _ = train_tiny.build_base_models("smoke", ckpt, "cpu", progress=False, log=lambda *a: None)
+    sets = {s: verify.make_problems(s, 24, seed=5) for s in ("test", "hard")}
+    refs = {"self": (student, "none"), "opd_teacher": (teacher, "none")}
+    ev = compare_methods.evaluate_policy(student, sets, 3, refs)
+    for s in sets:
+        assert ev[f"greedy_{s}"] == train_tiny.evaluate(student, sets[s])
+    assert ev["sampled_test"] == train_tiny.evaluate(student, sets["test"], temperature=1.0, seed=3)
+    assert abs(ev["kl_self"]) < 1e-6   # the policy against itself, on the same prompts
+    assert ev["kl_opd_teacher"] > 0
 
 
 def test_interrupted_run_resumes_to_the_same_summary(ckpt, tmp_path, monkeypatch):
