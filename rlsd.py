@@ -106,8 +106,10 @@ def rlsd_token_advantages(adv, logp_teacher, logp_student, mask, *, lam=0.5, eps
 
     w_t is P_T/P_S when A > 0 and P_S/P_T when A < 0. The clip acts on the weight, never on
     the product A * w. Computed as A * (1 + lam * (clip(w) - 1)), the same number, so that
-    lam = 0 or logp_T == logp_S gives GRPO's A bit for bit. With 0 <= lam <= 1 and
-    0 <= eps_w < 1, Ahat/A lies in [1 - lam*eps_w, 1 + lam*eps_w], so sign(Ahat) = sign(A).
+    lam = 0 or logp_T == logp_S gives GRPO's A bit for bit. With 0 <= lam <= 1 and any
+    eps_w >= 0, Ahat/A lies in [1 - lam*min(eps_w, 1), 1 + lam*eps_w] and is positive (w > 0;
+    at lam = 1 and eps_w >= 1 it is w itself, which only a float underflow can make 0), so
+    sign(Ahat) = sign(A). eps_w >= 1 turns the lower clip off (docs/METHODS.md, "RLSD").
     adv: (B,) (broadcast over tokens) or (B, T); the rest (B, T). Returns (B, T), detached.
     """
     _check_same_shape(("logp_teacher", logp_teacher), ("logp_student", logp_student),
@@ -119,8 +121,8 @@ def rlsd_token_advantages(adv, logp_teacher, logp_student, mask, *, lam=0.5, eps
                          f"(B, T) = {tuple(mask.shape)}")
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must lie in [0, 1], got {lam}")
-    if not 0.0 <= eps_w < 1.0:
-        raise ValueError(f"eps_w must lie in [0, 1), got {eps_w}")
+    if not eps_w >= 0.0:   # NaN fails too
+        raise ValueError(f"eps_w must be >= 0, got {eps_w}")
     a = adv.detach()
     w = torch.clamp(rlsd_weight(a, logp_teacher, logp_student, mask), 1.0 - eps_w, 1.0 + eps_w)
     ahat = a * (1.0 + lam * (w - 1.0))

@@ -245,6 +245,11 @@ def rlsd_cases():
           [1.5, -0.7, 0.0], ls, ls, mask),
         c("lam_one_narrow_clip", "lam=1, eps_w=0.1", ["ClipActive", "CustomClip", "NegativeAdvantage",
           "MaskedToken", "AdvantageZero"], [1.5, -0.7, 0.0], lt, ls, mask, lam=1.0, eps_w=0.1),
+        c("lam_one_wide_clip", "lam=1, eps_w=3: the lower clip (1-eps_w < 0) never binds, the upper one at 4 "
+          "does; the sign still follows A", ["ClipActive", "CustomClip", "NegativeAdvantage", "MaskedToken",
+          "AdvantageZero"], [1.5, -0.7, 0.0], lt, ls, mask, lam=1.0, eps_w=3.0),
+        error_case("negative_eps_w", "eps_w must be >= 0",
+                   {"adv": [1.0], "logp_teacher": [[-1.0]], "logp_student": [[-1.0]], "mask": [[1]]}, {"eps_w": -0.1}),
         error_case("shape_mismatch", "logp_teacher (1, 3) vs logp_student (1, 2)",
                    {"adv": [1.0], "logp_teacher": [[-1.0, -1.0, -1.0]], "logp_student": [[-1.0, -1.0]],
                     "mask": [[1, 1]]}, {}),
