@@ -300,6 +300,24 @@ def policy_loss(logp, logp_old, token_adv, mask, *, eps_low=0.2, eps_high=0.28, 
     return aggregate(-surrogate, mask, mode)
 
 
+def rlvr_opsd_loss(logp, logp_old, token_adv, mask, student_logits, teacher_logits, *, alpha,
+                   beta=0.5, eps_low=0.2, eps_high=0.28, mode="token-mean"):
+    """The dual objective (the RLSD paper's GRPO+OPSD baseline): GRPO's clipped surrogate
+    plus alpha times OPSD's generalized JSD to the privileged self-teacher,
+
+        loss = policy_loss(logp, logp_old, A, mask) + alpha * aggregate(JSD_beta(S, T), mask)
+
+    both aggregated with the same mode (docs/METHODS.md, "RLVR + OPSD"). alpha = 0 is GRPO
+    exactly; a large alpha approaches OPSD plus a reward term. token_adv is GRPO's A
+    broadcast over tokens. logp, logp_old, token_adv, mask (B, T); logits (B, T, V).
+    Gradient flows through logp and student_logits. Returns a scalar.
+    """
+    if not alpha >= 0.0:   # NaN fails too
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    pg = policy_loss(logp, logp_old, token_adv, mask, eps_low=eps_low, eps_high=eps_high, mode=mode)
+    return pg + alpha * aggregate(generalized_jsd(student_logits, teacher_logits, mask, beta=beta), mask, mode)
+
+
 def lam_schedule(step, *, lam0=0.5, decay_steps=50):
     """RLSD mixing factor: lam0 at step 0, linearly down to 0 at decay_steps, then 0.
 

@@ -117,6 +117,15 @@ def schedule_off_by_one(mod):
     return lam_schedule
 
 
+def dual_alpha_on_surrogate(mod):
+    def rlvr_opsd_loss(logp, logp_old, token_adv, mask, student_logits, teacher_logits, *, alpha,
+                       beta=0.5, eps_low=0.2, eps_high=0.28, mode="token-mean"):
+        pg = mod.policy_loss(logp, logp_old, token_adv, mask, eps_low=eps_low, eps_high=eps_high, mode=mode)
+        jsd = mod.aggregate(mod.generalized_jsd(student_logits, teacher_logits, mask, beta=beta), mask, mode)
+        return alpha * pg + jsd                  # alpha weights the wrong term
+    return rlvr_opsd_loss
+
+
 MUTANTS = {
     "population_std": ("group std with ddof=0", {"group_advantages": population_std}),
     "verl_singleton": ("singleton group keeps its raw reward (a convention, not a bug)",
@@ -134,6 +143,8 @@ MUTANTS = {
     "opd_sign_flipped": ("OPD advantage +(logp_S - logp_T)", {"opd_token_advantages": opd_sign_flipped}),
     "k3_direction_swapped": ("k3 with logp and logp_ref swapped", {"kl_k3": k3_direction_swapped}),
     "schedule_off_by_one": ("lam schedule starts one step late", {"lam_schedule": schedule_off_by_one}),
+    "dual_alpha_on_surrogate": ("rlvr+opsd: alpha weights the surrogate instead of the JSD",
+                                {"rlvr_opsd_loss": dual_alpha_on_surrogate}),
 }
 
 

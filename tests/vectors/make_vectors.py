@@ -380,6 +380,7 @@ def policy_loss_cases():
     adv = [[1.2, 1.2, 1.2, 0.0], [-0.8, -0.8, -0.8, 99.0], [-0.5, 2.0, 0.0, 0.0]]
     mask = [[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 0, 0]]
     inputs = {"logp": logp, "logp_old": old, "token_adv": adv, "mask": mask}
+    policy_loss_cases.inputs = inputs   # reused by rlvr_opsd_cases
     cases = []
     for mode in MODES:
         loss, grad = ref_policy_loss(logp, old, adv, mask, mode=mode)
@@ -401,6 +402,35 @@ def policy_loss_cases():
                       expected_grad={"logp": tolist(grad)}))
     cases.append(error_case("unknown_mode", "mode must be one of the four names", inputs, {"mode": "mean"}))
     return cases
+
+
+def rlvr_opsd_cases():
+    # the policy-loss inputs above (clip binds on both sides) plus logits over a 3-token
+    # vocabulary; padding holds junk logits that would change the JSD if not masked
+    policy_loss_cases()
+    pl = policy_loss_cases.inputs
+    rng = np.random.default_rng(7)
+    zs = rng.normal(size=(3, 4, 3)) * 2.0
+    zt = rng.normal(size=(3, 4, 3)) * 2.0
+    zs[1, 3] = [50.0, -50.0, 0.0]
+    inputs = {**pl, "student_logits": tolist(zs), "teacher_logits": tolist(zt)}
+
+    def expected(alpha, beta=0.5, mode="token-mean"):
+        pg, _ = ref_policy_loss(pl["logp"], pl["logp_old"], pl["token_adv"], pl["mask"], mode=mode)
+        return pg + alpha * ref_aggregate(ref_jsd(zs, zt, pl["mask"], beta=beta), pl["mask"], mode)
+    return [
+        case("alpha_zero_is_grpo", "alpha=0: GRPO's clipped surrogate alone",
+             ["AlphaZero", "ClipActive", "NegativeAdvantage", "MaskedToken"], inputs, {"alpha": 0.0}, expected(0.0)),
+        case("alpha_0.1", "alpha=0.1, JSD beta 0.5, token-mean for both terms",
+             ["ClipActive", "NegativeAdvantage", "MaskedToken"], inputs, {"alpha": 0.1}, expected(0.1)),
+        case("alpha_1_seq_mean", "alpha=1, seq-mean-token-mean for both terms",
+             ["ClipActive", "NegativeAdvantage", "MaskedToken"], inputs,
+             {"alpha": 1.0, "mode": "seq-mean-token-mean"}, expected(1.0, mode="seq-mean-token-mean")),
+        case("alpha_0.3_reverse_kl", "alpha=0.3, beta=1: the distillation term is KL(S || T)",
+             ["ClipActive", "NegativeAdvantage", "MaskedToken", "BetaEndpoint", "ReverseKL"], inputs,
+             {"alpha": 0.3, "beta": 1.0}, expected(0.3, beta=1.0)),
+        error_case("negative_alpha", "alpha must be >= 0", inputs, {"alpha": -0.1}),
+    ]
 
 
 def lam_schedule_cases():
@@ -439,6 +469,10 @@ FILES = {
         "defaults": {"eps_low": 0.2, "eps_high": 0.28, "mode": "token-mean"},
         "aggregation": AGGREGATION_DEFS,
         "gradient": "expected_grad holds d loss / d logp where given"}),
+    "rlvr_opsd_loss": (rlvr_opsd_cases, {
+        "equation": "policy_loss(logp, logp_old, A, mask) + alpha * aggregate(JSD_beta(S, T), mask), one mode for both",
+        "defaults": {"beta": 0.5, "eps_low": 0.2, "eps_high": 0.28, "mode": "token-mean"},
+        "alpha": "required; alpha = 0 is GRPO exactly"}),
     "lam_schedule": (lam_schedule_cases, {"equation": "lam0 * max(0, 1 - step / decay_steps)",
                                           "defaults": {"lam0": 0.5, "decay_steps": 50}}),
 }
