@@ -115,7 +115,7 @@ def bench_methods(student, teacher, device, repeats, preset):
     whose speed drifts slows them all alike; medians over repeats, after a warm-up step."""
     probs = verify.make_problems("train", 64 * preset.prompts_per_step, seed=3)
     states = {m: rlsd.make_state(student, rlsd.RLConfig(method=m, group_size=preset.group_size, lr=preset.lr),
-                                 opd_teacher=teacher, seed=0) for m in compare_methods.METHOD_ORDER}
+                                 opd_teacher=teacher, seed=0) for m in compare_methods.DEFAULT_METHODS}
     rows = {m: [] for m in states}
     peak = {m: 0.0 for m in states}
     for i in range(repeats + 1):

@@ -39,9 +39,10 @@ import runtime
 import train_tiny
 import verify
 
-METHOD_ORDER = ("rlvr", "opd", "opsd", "rlsd")
-COLORS = {"rlvr": "tab:blue", "opd": "tab:green", "opsd": "tab:red", "rlsd": "tab:purple"}
-LABELS = {"rlvr": "RLVR (GRPO)", "opd": "OPD", "opsd": "OPSD", "rlsd": "RLSD"}
+METHOD_ORDER = ("rlvr", "opd", "opsd", "rlsd", "rlvr+opsd")
+DEFAULT_METHODS = METHOD_ORDER[:4]   # the four of the default run; rlvr+opsd on request
+COLORS = {"rlvr": "tab:blue", "opd": "tab:green", "opsd": "tab:red", "rlsd": "tab:purple", "rlvr+opsd": "tab:orange"}
+LABELS = {"rlvr": "RLVR (GRPO)", "opd": "OPD", "opsd": "OPSD", "rlsd": "RLSD", "rlvr+opsd": "RLVR + OPSD"}
 FIGURE_FILES = {"learning_curves": "fig1_learning_curves.png", "signal_density": "fig2_signal_density.png",
                 "leakage": "fig3_leakage.png", "cost": "fig4_cost.png"}
 # figure 2's rows: OPSD trains on a full-vocabulary JSD, so its row shows that loss's push on
@@ -606,7 +607,8 @@ def main(argv=None):
     ap = runtime.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
-    ap.add_argument("--methods", default=",".join(METHOD_ORDER), help="comma-separated subset of rlvr,opd,opsd,rlsd")
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                    help=f"comma-separated subset of {','.join(METHOD_ORDER)} (default: the first four)")
     ap.add_argument("--seeds", type=int, default=None, help=f"number of seeds, 1 to {MAX_SEEDS} (default: the preset's)")
     ap.add_argument("--steps", type=int, default=None, help=f"RL steps per run, 1 to {MAX_STEPS:,} (default: the preset's)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")

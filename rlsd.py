@@ -350,7 +350,7 @@ def lam_schedule(step, *, lam0=0.5, decay_steps=50):
 
 @dataclass
 class RLConfig:
-    method: str = "rlsd"             # rlvr | opd | opsd | rlsd
+    method: str = "rlsd"             # rlvr | opd | opsd | rlsd | rlvr+opsd
     group_size: int = 8              # G: samples per prompt; train_step gets P problems, B = P * G
     lr: float = 3e-5                 # the default experiment's rate, chosen on train reward (docs/LOG.md)
     warmup: int = 10                 # steps of linear LR warmup: a fresh Adam without one loses
@@ -370,6 +370,9 @@ class RLConfig:
     opd_coef: float = 1.0
     opsd_loss: str = "jsd"           # jsd (full vocabulary, OPSD default) | sampled (credit into the surrogate)
     jsd_beta: float = 0.5
+    alpha: float = 0.1               # rlvr+opsd: weight of the JSD term beside GRPO's surrogate
+    alpha_leak_threshold: float = 0.0  # rlvr+opsd: if > 0, alpha halves whenever the leak rate of
+                                     # the step's own samples (hint citations + answers without work) exceeds it
 
 
 @dataclass
@@ -432,6 +435,7 @@ class Step:
     teacher_logits: torch.Tensor    # (B, T, V) or None
     logp_teacher: torch.Tensor      # (B, T) or None
     step: int
+    alpha: float = 0.0              # rlvr+opsd's current JSD weight
 
 
 # ---- step 3: each method's per-token credit, (B, T), 0 on padding ----
@@ -468,6 +472,18 @@ def opsd_jsd_loss(s, cfg):
     return aggregate(jsd, s.roll.mask, cfg.agg)
 
 
+def rlvr_opsd_own_loss(s, cfg):
+    """RLVR + OPSD: GRPO's surrogate plus alpha times OPSD's JSD, in one loss."""
+    adv = group_advantages(s.roll.rewards, cfg.group_size)[:, None] * s.roll.mask
+    return rlvr_opsd_loss(s.logp, s.logp.detach(), adv, s.roll.mask, s.logits, s.teacher_logits, alpha=s.alpha,
+                          beta=cfg.jsd_beta, eps_low=cfg.eps_low, eps_high=cfg.eps_high, mode=cfg.agg)
+
+
+def leak_rate(roll):
+    """Share of a rollout's responses that cite a hint or answer without work."""
+    return sum(c.cites_hint or c.no_work for c in roll.checks) / max(1, len(roll.checks))
+
+
 @dataclass(frozen=True)
 class Method:
     credit: Callable                       # (Step, RLConfig) -> (B, T) per-token credit
@@ -481,6 +497,8 @@ METHODS = {
     "opd": Method(opd_credit, teacher="separate"),
     "opsd": Method(opsd_credit, teacher="self", teacher_weights="initial", own_loss=opsd_jsd_loss),
     "rlsd": Method(rlsd_credit, teacher="self", teacher_weights="snapshot"),
+    # GRPO's credit, trained through the dual loss; the logged credit is GRPO's
+    "rlvr+opsd": Method(rlvr_credit, teacher="self", teacher_weights="initial", own_loss=rlvr_opsd_own_loss),
 }
 
 
@@ -494,6 +512,7 @@ class RLState:
     weights: str = None              # initial | snapshot | live (self-teachers)
     step: int = 0
     method: Method = None            # METHODS[cfg.method], with cfg's options applied
+    alpha: float = 0.0               # rlvr+opsd's JSD weight now (cfg.alpha, halved on leaks)
 
 
 def make_state(student, cfg, opd_teacher=None, seed=0):
@@ -502,6 +521,8 @@ def make_state(student, cfg, opd_teacher=None, seed=0):
         raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     if cfg.opsd_loss not in ("jsd", "sampled"):
         raise ValueError(f"unknown opsd_loss {cfg.opsd_loss!r}; choose jsd or sampled")
+    if not (cfg.alpha >= 0.0 and cfg.alpha_leak_threshold >= 0.0):
+        raise ValueError(f"alpha ({cfg.alpha}) and alpha_leak_threshold ({cfg.alpha_leak_threshold}) must be >= 0")
     if student.cfg.vocab_size != verify.VOCAB_SIZE:
         raise ValueError(f"the student's vocab_size is {student.cfg.vocab_size}; the task needs {verify.VOCAB_SIZE}")
     policy = copy.deepcopy(student)
@@ -524,7 +545,7 @@ def make_state(student, cfg, opd_teacher=None, seed=0):
         p.requires_grad_(False)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     gen = torch.Generator(device=student.wte.weight.device).manual_seed(seed)
-    return RLState(cfg, policy, teacher, opt, gen, weights, method=method)
+    return RLState(cfg, policy, teacher, opt, gen, weights, method=method, alpha=cfg.alpha)
 
 
 class NonFiniteError(RuntimeError):
@@ -557,7 +578,9 @@ def train_step(state, problems):
     policy.train()
     logits = response_logits(policy, roll.contexts, roll.tokens)  # the student: the prompt alone
     logp = model.token_logprobs(logits, roll.tokens)
-    s = Step(roll, logits, logp, teacher_logits, logp_teacher, step)
+    if cfg.method == "rlvr+opsd" and cfg.alpha_leak_threshold > 0 and leak_rate(roll) > cfg.alpha_leak_threshold:
+        state.alpha /= 2        # the adaptive dual objective: turn distillation down when it leaks
+    s = Step(roll, logits, logp, teacher_logits, logp_teacher, step, alpha=state.alpha)
     credit = method.credit(s, cfg)                                 # (B, T), detached
 
     # 4. update: one clipped surrogate for every method (OPSD's JSD is its own loss)
@@ -579,6 +602,8 @@ def train_step(state, problems):
 
     m = step_metrics(roll, logits.detach(), logp.detach(), teacher_logits, logp_teacher, credit, cfg, step)
     m.update(loss=loss.item(), grad_norm=grad_norm.item(), t_rollout=t1 - t0, t_teacher=t2 - t1, t_update=t3 - t2)
+    if cfg.method == "rlvr+opsd":
+        m["alpha"] = s.alpha
     return m
 
 

@@ -68,6 +68,29 @@ def test_rlsd_with_lam_zero_is_exactly_rlvr(models, monkeypatch):
     assert any(not torch.equal(p, q) for p, q in zip(a.policy.parameters(), c.policy.parameters()))
 
 
+def test_rlvr_opsd_with_alpha_zero_is_exactly_rlvr_and_alpha_halves_on_leaks(models, monkeypatch):
+    student, _ = models
+    monkeypatch.setattr(rlsd.verify, "reward", lambda p, t: 1.0 if len(t) < 12 else 0.0)
+    a = rlsd.make_state(student, cfg("rlvr"), seed=3)
+    b = rlsd.make_state(student, cfg("rlvr+opsd", alpha=0.0), seed=3)
+    ma, mb = rlsd.train_step(a, PROBS[:3]), rlsd.train_step(b, PROBS[:3])
+    assert 0 < ma["reward"] < 1 and ma["loss"] == mb["loss"] and mb["alpha"] == 0.0
+    for p, q in zip(a.policy.parameters(), b.policy.parameters()):
+        assert torch.equal(p, q)
+    c = rlsd.make_state(student, cfg("rlvr+opsd", alpha=1.0), seed=3)   # the JSD term moves it
+    mc = rlsd.train_step(c, PROBS[:3])
+    assert mc["loss"] > ma["loss"] and any(not torch.equal(p, q) for p, q in zip(a.policy.parameters(),
+                                                                                c.policy.parameters()))
+    # adaptive: alpha halves on every step whose own samples leak above the threshold
+    d = rlsd.make_state(student, cfg("rlvr+opsd", alpha=0.4, alpha_leak_threshold=0.05), seed=3)
+    monkeypatch.setattr(rlsd, "leak_rate", lambda roll: 0.0)
+    assert rlsd.train_step(d, PROBS[:3])["alpha"] == 0.4
+    monkeypatch.setattr(rlsd, "leak_rate", lambda roll: 0.5)
+    assert [rlsd.train_step(d, PROBS[3 * i:3 * i + 3])["alpha"] for i in range(2)] == [0.2, 0.1]
+    with pytest.raises(ValueError, match="alpha"):
+        rlsd.make_state(student, cfg("rlvr+opsd", alpha=-1.0))
+
+
 def test_opsd_with_itself_as_teacher_and_no_hint_has_zero_loss(models):
     student, _ = models
     s = rlsd.make_state(student, cfg("opsd", hint="none", teacher_weights="live"), seed=0)
