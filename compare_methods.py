@@ -359,6 +359,11 @@ def method_summary(per_seed, method, params):
               "adv_within_std", "rlsd_clip_frac"):
         out[f"first10_{k}"] = _mean_std([head(rs, k) for rs in steps])[0]
         out[f"last10_{k}"] = _mean_std([tail(rs, k) for rs in steps])[0]
+    # per seed: the leak rate (hint citations plus answers without work) over the last 10
+    # steps, and how far greedy and sampled test accuracy end below the seed's own peak
+    out["per_seed_last10_leak"] = [tail(rs, "cites_hint") + tail(rs, "no_work") if rs else None for rs in steps]
+    for k in ("greedy_test", "sampled_test"):
+        out[f"per_seed_{k}_drop_from_peak"] = [max(r[k] for r in e) - e[-1][k] if e else None for e in finals]
     for k in ("t_rollout", "t_teacher", "t_update"):
         out[f"mean_{k}"] = _mean_std([float(np.mean([r[k] for r in rs[1:]])) if len(rs) > 1 else None
                                       for rs in steps])[0]
