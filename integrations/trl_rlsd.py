@@ -104,12 +104,12 @@ class RLSDTrainer(GRPOTrainer):
     _rlsd_synced_at = 0
 
     def _generate_and_score_completions(self, inputs):
-        out = super()._generate_and_score_completions(inputs)
-        args, mode = self.args, ("train" if self.model.training else "eval")
         contexts = [x.get("privileged_context") for x in inputs]
         if any(c is None for c in contexts):
             raise ValueError("RLSDTrainer needs a `privileged_context` column in the dataset (the hint the "
                              "teacher sees) with a value in every row; keep remove_unused_columns=False")
+        out = super()._generate_and_score_completions(inputs)
+        args, mode = self.args, ("train" if self.model.training else "eval")
         completion_ids, completion_mask = out["completion_ids"], out["completion_mask"]
         mask = completion_mask if "tool_mask" not in out else completion_mask * out["tool_mask"]
         T = completion_ids.size(1)
@@ -301,8 +301,11 @@ class CreditRecorder:
             batch = generate(inputs)
             # TRL keeps the gathered A of every process (before its slice) in a log deque
             # sized to the generation batch: after this call it holds this batch's
-            self.generated.append(dict(self._copy(batch), all_advantages=torch.tensor(list(trainer._logs["advantages"])),
-                                       process_index=trainer.accelerator.process_index))
+            a = trainer.args
+            self.generated.append(dict(
+                self._copy(batch), all_advantages=torch.tensor(list(trainer._logs["advantages"])),
+                process_index=trainer.accelerator.process_index, eps_w=a.eps_w,
+                lam=rlsd.lam_schedule(trainer.state.global_step, lam0=a.lam0, decay_steps=a.lam_decay_steps)))
             return batch
 
         def record_loss(model, inputs):
@@ -412,12 +415,66 @@ def check_credit(rec, gpt, group_size, out=print):
     return equal, diffs
 
 
+def check_slicing(records, out=print):
+    """Check, from what each process recorded (`--record`), that every process trained on the
+    (B, T) credit of its own rows. TRL gathers the rewards of all processes in process order,
+    forms groups of G consecutive rows (a group may span two processes), normalises, and
+    slices A back with rows [rank * n, (rank + 1) * n). Per step, this recomputes from the
+    completions alone: the rewards (verify.reward), rlsd.group_advantages over the rows of
+    all processes in process order, and compares each process's A row for row (close: TRL's
+    std eps is 1e-4, rlsd.py's 1e-6; signs equal), that each process's slice of the gathered
+    A is its own A, and that its (B, T) credit is rlsd.rlsd_token_advantages of that slice
+    and its own log-probs, bit for bit. records: the rank<i>.pt dicts in rank order.
+    Returns a dict of what was found; raises AssertionError on a mismatch."""
+    import verify
+    G = records[0]["num_generations"]
+    steps = len(records[0]["generated"])
+    found = dict(steps=steps, rows=0, spanning_groups=0, nonzero_A=0, max_A_diff=0.0)
+    for k in range(steps):
+        gens = [r["generated"][k] for r in records]
+        assert all(g["process_index"] == i for i, g in enumerate(gens)), "records are not in rank order"
+        n = gens[0]["completion_ids"].shape[0]
+        gathered = gens[0]["all_advantages"]
+        prompts, rewards = [], []
+        for i, g in enumerate(gens):
+            assert torch.equal(g["all_advantages"], gathered), "processes disagree on the gathered A"
+            assert torch.equal(g["rlsd_sequence_advantages"], gathered[i * n:(i + 1) * n]), \
+                f"step {k}: process {i}'s A is not rows {i * n}..{(i + 1) * n - 1} of the gathered A"
+            for pid, pm, cid, cm in zip(g["prompt_ids"], g["prompt_mask"], g["completion_ids"], g["completion_mask"]):
+                ctx = pid[pm.bool()].tolist()
+                prompts.append(ctx)
+                rewards.append(verify.reward(problem_of(ctx), verify.response_text(cid[cm.bool()].tolist())))
+            credit = rlsd.rlsd_token_advantages(gathered[i * n:(i + 1) * n], g["rlsd_teacher_logps"],
+                                                g["rlsd_student_logps"], g["completion_mask"], lam=g["lam"],
+                                                eps_w=g["eps_w"])
+            assert torch.equal(credit, g["advantages"]), \
+                f"step {k}: process {i}'s (B, T) credit is not rlsd.py's for its slice of the gathered A"
+        for j in range(0, len(prompts), G):
+            assert all(p == prompts[j] for p in prompts[j:j + G]), f"step {k}: rows {j}..{j + G - 1} mix prompts"
+            found["spanning_groups"] += (j // n) != ((j + G - 1) // n)
+        ours = rlsd.group_advantages(torch.tensor(rewards), G)
+        theirs = torch.cat([g["rlsd_sequence_advantages"] for g in gens])
+        assert torch.equal(torch.sign(ours), torch.sign(theirs)), f"step {k}: A signs differ from the rewards'"
+        found["max_A_diff"] = max(found["max_A_diff"], (ours - theirs).abs().max().item())
+        assert found["max_A_diff"] < 1e-3, f"step {k}: A differs from the rewards' by {found['max_A_diff']}"
+        found["rows"] += len(prompts)
+        found["nonzero_A"] += int((theirs != 0).sum())
+    for r in records:
+        for b in r["trained"]:
+            assert b["equal"], f"a batch of process {records.index(r)} did not carry rlsd.py's credit exactly"
+    out(f"{len(records)} processes, {steps} steps, {found['rows']} rows ({found['nonzero_A']} with A != 0, "
+        f"{found['spanning_groups']} groups split across processes): every process's A matches its own rows' "
+        f"rewards (max |diff| {found['max_A_diff']:.1e}, signs equal) and it trained on exactly rlsd.py's credit")
+    return found
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--demo", action="store_true", help="run a few RLSD steps in TRL on CPU and check the credit")
     ap.add_argument("--steps", type=int, default=5, help="RLSD steps of the demo (default 5)")
     ap.add_argument("--per-device-batch", type=int, default=16,
                     help="completions per process per step (default 16: 2 prompts x 8 samples on one process)")
+    ap.add_argument("--num-generations", type=int, default=8, help="samples per prompt (default 8)")
     ap.add_argument("--record", metavar="DIR", help="save what each process generated and trained on to "
                     "DIR/rank<i>.pt (the two-process test reads it)")
     args = ap.parse_args(argv)
@@ -427,13 +484,14 @@ def main(argv=None):
     if not 1 <= args.steps <= 100:
         print("trl_rlsd: error: --steps must lie in 1..100", file=sys.stderr)
         return 2
-    if args.per_device_batch < 1:
-        print("trl_rlsd: error: --per-device-batch must be positive", file=sys.stderr)
+    if args.per_device_batch < 1 or args.num_generations < 2:
+        print("trl_rlsd: error: --per-device-batch must be positive and --num-generations at least 2",
+              file=sys.stderr)
         return 2
     torch.manual_seed(0)
     t0 = time.time()
     trainer, rec, gpt = run_demo(args.steps, out=print, per_device_train_batch_size=args.per_device_batch,
-                                 announce=True)
+                                 num_generations=args.num_generations, announce=True)
     acc = trainer.accelerator
     if args.record:
         os.makedirs(args.record, exist_ok=True)
