@@ -150,6 +150,21 @@ def test_opsd_config_is_the_project_opsd(tmp_path):
     assert hf_export.make_tokenizer()(teacher_text).input_ids == verify.prompt_ids(p, "answer")
 
 
+def test_opsd_config_trains_in_sdft(gpt, tok, tmp_path):
+    """Two OPSD steps through TRL's SDFTTrainer on the exported student, passed as a folder: SDFT
+    builds its `base` teacher by reloading that path."""
+    from trl.experimental.sdft import SDFTTrainer
+    folder = hf_export.save_pretrained(str(tmp_path / "student"), gpt)
+    args = trl_rlsd.opsd_config(str(tmp_path / "out"), use_cpu=True, bf16=False, report_to=[], max_steps=2,
+                                per_device_train_batch_size=8, num_generations=4, logging_steps=1,
+                                save_strategy="no", disable_tqdm=True)
+    tr = SDFTTrainer(model=folder, args=args, train_dataset=trl_rlsd.task_dataset(16), processing_class=tok)
+    assert tr.teacher_model is not tr.model
+    tr.train()
+    losses = [h["loss"] for h in tr.state.log_history if "loss" in h]
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+
+
 @pytest.mark.parametrize("bad, match", [(dict(lam0=1.5), "lam0"), (dict(eps_w=1.0), "eps_w"),
                                         (dict(teacher_weights="ema"), "teacher_weights"),
                                         (dict(teacher_sync_steps=0), "teacher_sync_steps"),
