@@ -309,8 +309,7 @@ class CreditRecorder:
             return batch
 
         def record_loss(model, inputs):
-            a = trainer.args
-            lam = rlsd.lam_schedule(trainer.state.global_step, lam0=a.lam0, decay_steps=a.lam_decay_steps)
+            a, lam = trainer.args, self.generated[-1]["lam"]   # the lam of the step that generated the batch
             ours = rlsd.rlsd_token_advantages(inputs["rlsd_sequence_advantages"], inputs["rlsd_teacher_logps"],
                                               inputs["rlsd_student_logps"], inputs["completion_mask"],
                                               lam=lam, eps_w=a.eps_w)
