@@ -221,7 +221,7 @@ def test_two_processes_each_train_on_their_own_rows():
                "-m", "integrations.trl_rlsd", "--demo", "--steps", "3", "--per-device-batch", "6",
                "--num-generations", "4", "--record", rec_dir]
         env = dict(os.environ, OMP_NUM_THREADS="1")
-        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         records = [torch.load(os.path.join(rec_dir, f"rank{i}.pt"), weights_only=False) for i in range(2)]
     found = trl_rlsd.check_slicing(records, out=lambda *_: None)
