@@ -1,0 +1,1 @@
+"""integrations: the project on Hugging Face models through TRL (integrations/README.md)."""
