@@ -76,8 +76,8 @@ class RLSDConfig(GRPOConfig):
             raise ValueError(f"lam0 must lie in [0, 1], got {self.lam0}")
         if int(self.lam_decay_steps) != self.lam_decay_steps or self.lam_decay_steps <= 0:
             raise ValueError(f"lam_decay_steps must be a positive integer, got {self.lam_decay_steps}")
-        if not 0.0 <= self.eps_w < 1.0:
-            raise ValueError(f"eps_w must lie in [0, 1), got {self.eps_w}")
+        if not self.eps_w >= 0.0:   # any eps_w >= 0 keeps the sign of A (docs/METHODS.md, "RLSD")
+            raise ValueError(f"eps_w must be >= 0, got {self.eps_w}")
         if self.teacher_weights not in TEACHER_WEIGHTS:
             raise ValueError(f"teacher_weights must be one of {TEACHER_WEIGHTS}, got {self.teacher_weights!r}")
         if int(self.teacher_sync_steps) != self.teacher_sync_steps or self.teacher_sync_steps < 1:

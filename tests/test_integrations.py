@@ -165,7 +165,7 @@ def test_opsd_config_trains_in_sdft(gpt, tok, tmp_path):
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
 
 
-@pytest.mark.parametrize("bad, match", [(dict(lam0=1.5), "lam0"), (dict(eps_w=1.0), "eps_w"),
+@pytest.mark.parametrize("bad, match", [(dict(lam0=1.5), "lam0"), (dict(eps_w=-0.1), "eps_w"),
                                         (dict(teacher_weights="ema"), "teacher_weights"),
                                         (dict(teacher_sync_steps=0), "teacher_sync_steps"),
                                         (dict(lam_decay_steps=0), "lam_decay_steps"),
