@@ -82,6 +82,50 @@ PRESETS = {
 }
 
 
+# ---------------------------------------------------------------- arms
+
+# the settings an arm may override, with their types (docs/METHODS.md gives their meaning)
+ARM_KEYS = {"lam0": float, "lam_decay_steps": int, "lam_kind": str, "eps_w": float, "hint": str,
+            "teacher_weights": str, "refresh_every": int, "alpha": float, "alpha_leak_threshold": float,
+            "jsd_beta": float, "opd_coef": float, "opsd_loss": str}
+
+
+def parse_arm(text):
+    """An arm is a method plus setting overrides, 'METHOD[:key=value,...]', for example
+    'rlsd:eps_w=1,lam0=1' or 'rlvr+opsd:alpha=0.1'. Returns (method, {key: value}); a bad
+    arm raises one ValueError naming what is wrong."""
+    method, _, rest = text.partition(":")
+    if method not in rlsd.METHODS:
+        raise ValueError(f"arm {text!r}: unknown method {method!r}; choose one of {', '.join(METHOD_ORDER)}")
+    over = {}
+    for item in rest.split(",") if rest else []:
+        key, eq, value = item.partition("=")
+        if not eq or key not in ARM_KEYS:
+            raise ValueError(f"arm {text!r}: {item!r} is not key=value with a key among {', '.join(ARM_KEYS)}")
+        try:
+            over[key] = ARM_KEYS[key](value)
+        except ValueError:
+            raise ValueError(f"arm {text!r}: {key} must be {ARM_KEYS[key].__name__}, got {value!r}") from None
+    try:
+        rlsd.check_config(replace(rlsd.RLConfig(method=method), **over))
+    except ValueError as e:
+        raise ValueError(f"arm {text!r}: {e}") from None
+    return method, over
+
+
+def label(arm):
+    """How figures and tables name an arm: the method's name, then its overrides."""
+    method, _, rest = arm.partition(":")
+    return LABELS.get(method, method) + (f" ({rest.replace(',', ', ')})" if rest else "")
+
+
+def color(arm, arms):
+    """A method's own colour for a plain method; otherwise one from a cycle, by position."""
+    if arm in COLORS:
+        return COLORS[arm]
+    return _pyplot().get_cmap("tab10")((list(arms).index(arm) + 4) % 10) if arm in arms else "gray"
+
+
 # ---------------------------------------------------------------- runs
 
 KL_SAMPLES = 64   # sampled test responses the two KL yardsticks are read on, at every evaluation
@@ -93,7 +137,7 @@ def run_key(variant, method, seed):
 def planned_runs(methods, seeds, controls):
     runs = [("main", m, s) for s in range(seeds) for m in methods]
     if controls:
-        runs += [("control", m, s) for s in range(seeds) for m in methods if m in ("opsd", "rlsd")]
+        runs += [("control", m, s) for s in range(seeds) for m in methods if parse_arm(m)[0] in ("opsd", "rlsd")]
     return runs
 
 
@@ -126,11 +170,12 @@ def evaluate_policy(policy, evalsets, seed, references):
 
 
 def run_one(student, teacher, method, seed, preset, evalsets, log, task, references, progress=True):
-    """One method, one seed: returns 'done', 'stopped' or 'failed: ...'. Every step and
+    """One arm (a method, maybe with overrides: parse_arm), one seed: returns 'done', 'stopped' or 'failed: ...'. Every step and
     every evaluation is appended to the log as it happens. `wall` is the cumulative
     training time (rollout + teacher + update), evaluations excluded. A stop request ends
     the run after the current step (and its evaluation, if one is due)."""
-    cfg = rlsd.RLConfig(method=method, group_size=preset.group_size, lr=preset.lr)
+    name, over = parse_arm(method)
+    cfg = rlsd.RLConfig(method=name, group_size=preset.group_size, lr=preset.lr, **over)
     torch.manual_seed(seed)
     state = rlsd.make_state(student, cfg, opd_teacher=teacher, seed=seed)
     # the same prompts in the same order for every method of a seed, drawn as the run goes
@@ -297,8 +342,9 @@ def summarize(rows, runs, preset, base_summary, density, params):
         status = next((r["status"] for r in rs if r["kind"] == "end"), "incomplete")
         S["runs"][run_key(variant, method, seed)] = {"status": status, "steps": len(steps),
                                                      "final_eval": evals[-1] if evals else None}
+    arms = list(dict.fromkeys(m for _, m, _ in runs))   # in the order they ran
     for variant in ("main", "control"):
-        for method in METHOD_ORDER:
+        for method in arms:
             key = f"{method}" if variant == "main" else f"{method}/control"
             keys = [run_key(v, m, s) for v, m, s in runs if v == variant and m == method]
             if not keys:
@@ -434,7 +480,7 @@ def _title_tail(S):
 
 def draw_all(rows, S, out):
     """The four figures, from the log rows and the summary."""
-    methods = [m for m in METHOD_ORDER if m in S["methods"]]
+    methods = [m for m in S["methods"] if not m.endswith("/control")]   # the arms, in run order
     draw_learning_curves(rows, S, methods, out)
     draw_signal_density(S, out)
     draw_leakage(rows, S, methods, out)
@@ -449,11 +495,11 @@ def draw_learning_curves(rows, S, methods, out):
     for i, split in enumerate(("test", "hard")):
         for m in methods:
             ser = _series(rows, "main", m, "eval", f"greedy_{split}")
-            _band(axes[i, 0], ser, COLORS[m], LABELS[m])
+            _band(axes[i, 0], ser, color(m, methods), label(m))
             wall = _series(rows, "main", m, "eval", "wall")
             if ser and wall:
                 wx = lambda s_, n_: np.mean([w[1][:n_] for w in wall.values()], axis=0)
-                _band(axes[i, 1], ser, COLORS[m], LABELS[m], xkey=wx)
+                _band(axes[i, 1], ser, color(m, methods), label(m), xkey=wx)
         axes[i, 0].set_ylabel(f"greedy accuracy on {split}")
     axes[1, 0].set_xlabel("RL step")
     axes[1, 1].set_xlabel("wall-clock seconds (mean over seeds, evaluation excluded)")
@@ -552,11 +598,12 @@ def draw_leakage(rows, S, methods, out):
     fig, axes = plt.subplots(2, 4, figsize=(16, 8))
     for ax, (kind, key, title) in zip(axes.flat, panels):
         for m in methods:
-            if key == "kl_full" and m == "rlvr":
+            if key == "kl_full" and parse_arm(m)[0] == "rlvr":
                 continue
-            _band(ax, _series(rows, "main", m, kind, key), COLORS[m], LABELS[m], smooth=10 if kind == "step" else 1)
-            if m in ("opsd", "rlsd"):
-                _band(ax, _series(rows, "control", m, kind, key), COLORS[m], LABELS[m] + ", no-shift control",
+            _band(ax, _series(rows, "main", m, kind, key), color(m, methods), label(m),
+                  smooth=10 if kind == "step" else 1)
+            if parse_arm(m)[0] in ("opsd", "rlsd"):
+                _band(ax, _series(rows, "control", m, kind, key), color(m, methods), label(m) + ", no-shift control",
                       smooth=10 if kind == "step" else 1, ls=":")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("RL step")
@@ -594,7 +641,7 @@ def draw_cost(S, methods, out):
     axes[2].set_ylabel("seconds per step (mean over seeds)")
     axes[2].legend(fontsize=8)
     for ax in axes:
-        ax.set_xticks(xs, [LABELS[m] for m in methods], fontsize=8)
+        ax.set_xticks(xs, [label(m) for m in methods], fontsize=8, rotation=15 if len(methods) > 5 else 0)
     fig.suptitle("Cost per method: memory resident and time per step (rollout, teacher pass, update)", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(out, FIGURE_FILES["cost"]), dpi=110)
@@ -614,6 +661,9 @@ def main(argv=None):
     ap.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
     ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                     help=f"comma-separated subset of {','.join(METHOD_ORDER)} (default: the first four)")
+    ap.add_argument("--arms", nargs="+", default=None, metavar="ARM",
+                    help="instead of --methods: arms METHOD[:key=value,...], e.g. rlsd:eps_w=1,lam0=1 "
+                         f"rlvr+opsd:alpha=0.1 (keys: {', '.join(ARM_KEYS)})")
     ap.add_argument("--seeds", type=int, default=None, help=f"number of seeds, 1 to {MAX_SEEDS} (default: the preset's)")
     ap.add_argument("--steps", type=int, default=None, help=f"RL steps per run, 1 to {MAX_STEPS:,} (default: the preset's)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -631,10 +681,17 @@ def main(argv=None):
     try:
         if args.preset not in PRESETS:
             raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        bad = [m for m in methods if m not in rlsd.METHODS]
-        if bad or not methods:
-            raise ValueError(f"unknown method(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(METHOD_ORDER)}")
+        if args.arms:
+            methods = list(dict.fromkeys(a.strip() for a in args.arms))   # in the order given
+            for arm in methods:
+                parse_arm(arm)
+        else:
+            methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+            bad = [m for m in methods if m not in rlsd.METHODS]
+            if bad or not methods:
+                raise ValueError(f"unknown method(s) {', '.join(bad) or '(none given)'}; choose from "
+                                 f"{', '.join(METHOD_ORDER)}")
+            methods = [m for m in METHOD_ORDER if m in methods]
         runtime.check_range("--seeds", args.seeds, 1, MAX_SEEDS)
         runtime.check_range("--steps", args.steps, 1, MAX_STEPS)
         runtime.check_range("--base-seed", args.base_seed, 0, runtime.MAX_SEED)
@@ -653,7 +710,6 @@ def main(argv=None):
     preset = PRESETS[args.preset]
     preset = replace(preset, seeds=args.seeds or preset.seeds, steps=args.steps or preset.steps,
                      controls=preset.controls and not args.no_controls)
-    methods = [m for m in METHOD_ORDER if m in methods]
     try:
         return compare(preset, methods, device, out, args.checkpoints, args.resume, progress=not args.quiet,
                        argv=argv if argv is not None else sys.argv[1:], retrain_base=args.retrain_base,
@@ -716,14 +772,14 @@ def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, aga
                                                           shipped=shipped, student_seed=base_seed)
     base_summary = {"student": base["student"], "teacher": base["teacher"]}
     control = None
-    if preset.controls and any(m in ("opsd", "rlsd") for m in methods):
+    if preset.controls and any(parse_arm(m)[0] in ("opsd", "rlsd") for m in methods):
         control, _, cbase = train_tiny.build_base_models(preset.base, ckpt_dir, device, progress=progress,
                                                          student_overrides=dict(cite_frac=0.0, nowork_frac=0.0),
                                                          shipped=shipped, student_seed=base_seed)
         base_summary["control_student"] = cbase["student"]
     task = train_tiny.PRESETS[preset.base]["student"].task
     runs = planned_runs(methods, preset.seeds, control is not None)
-    params = {m: cost_model(m, student, teacher) for m in METHOD_ORDER}
+    params = {m: cost_model(parse_arm(m)[0], student, teacher) for m in methods}
 
     header = {"run": "header", "kind": "header", "preset": asdict(preset), "methods": methods,
               "student": base["student"]["checkpoint"], "teacher": base["teacher"]["checkpoint"]}
@@ -793,13 +849,14 @@ def print_table(S):
             "last10_cites_hint", "last10_no_work", "last10_resp_len", "last10_kl_full", "mean_step_seconds",
             "params_resident")
     short = ("test", "hard", "test(T=1)", "reward", "cite", "nowork", "len", "KL", "s/step", "params")
-    print("\n" + f"{'method':16s}" + "".join(f"{c:>10s}" for c in short))
+    w = max([16] + [len(name) + 1 for name in S["methods"]])
+    print("\n" + f"{'method':{w}s}" + "".join(f"{c:>10s}" for c in short))
     for name, ms in S["methods"].items():
         cells = []
         for c in cols:
             v = ms.get(c)
             cells.append(f"{'-':>10s}" if v is None else f"{v:>10.3f}" if isinstance(v, float) else f"{v:>10d}")
-        print(f"{name:16s}" + "".join(cells))
+        print(f"{name:{w}s}" + "".join(cells))
 
 
 if __name__ == "__main__":

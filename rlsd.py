@@ -366,6 +366,7 @@ class RLConfig:
     refresh_every: int = 10          # snapshot refresh period (RLSD paper: 10)
     lam0: float = 0.5                # RLSD mixing factor, falling linearly to 0 ...
     lam_decay_steps: int = 50        # ... over this many steps
+    lam_kind: str = "linear"         # linear (the paper's schedule) | constant (lam0 throughout)
     eps_w: float = 0.2
     opd_coef: float = 1.0
     opsd_loss: str = "jsd"           # jsd (full vocabulary, OPSD default) | sampled (credit into the surrogate)
@@ -461,8 +462,13 @@ def opsd_credit(s, cfg):
 def rlsd_credit(s, cfg):
     """RLSD: the group advantage sets the sign, the privileged self-teacher rescales each token."""
     adv = group_advantages(s.roll.rewards, cfg.group_size)
-    lam = lam_schedule(s.step, lam0=cfg.lam0, decay_steps=cfg.lam_decay_steps)
+    lam = rlsd_lam(s.step, cfg)
     return rlsd_token_advantages(adv, s.logp_teacher, s.logp.detach(), s.roll.mask, lam=lam, eps_w=cfg.eps_w)
+
+
+def rlsd_lam(step, cfg):
+    """RLSD's mixing factor at this step: the linear schedule, or lam0 held constant."""
+    return cfg.lam0 if cfg.lam_kind == "constant" else lam_schedule(step, lam0=cfg.lam0, decay_steps=cfg.lam_decay_steps)
 
 
 def opsd_jsd_loss(s, cfg):
@@ -515,14 +521,30 @@ class RLState:
     alpha: float = 0.0               # rlvr+opsd's JSD weight now (cfg.alpha, halved on leaks)
 
 
-def make_state(student, cfg, opd_teacher=None, seed=0):
-    """Wrap a (copied) student for training with one method; pick its teacher weights."""
+def check_config(cfg):
+    """Raise one ValueError naming the first setting of an RLConfig that is out of range."""
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
-    if cfg.opsd_loss not in ("jsd", "sampled"):
-        raise ValueError(f"unknown opsd_loss {cfg.opsd_loss!r}; choose jsd or sampled")
-    if not (cfg.alpha >= 0.0 and cfg.alpha_leak_threshold >= 0.0):
-        raise ValueError(f"alpha ({cfg.alpha}) and alpha_leak_threshold ({cfg.alpha_leak_threshold}) must be >= 0")
+    choices = {"opsd_loss": ("jsd", "sampled"), "hint": verify.HINTS, "lam_kind": ("linear", "constant"),
+               "teacher_weights": ("default", "initial", "snapshot", "live"), "agg": AGGREGATIONS}
+    for key, allowed in choices.items():
+        if getattr(cfg, key) not in allowed:
+            raise ValueError(f"unknown {key} {getattr(cfg, key)!r}; choose one of {', '.join(allowed)}")
+    ranges = {"lam0": (0.0, 1.0), "jsd_beta": (0.0, 1.0), "eps_w": (0.0, math.inf), "alpha": (0.0, math.inf),
+              "alpha_leak_threshold": (0.0, 1.0), "lr": (0.0, 1.0), "temperature": (1e-6, math.inf),
+              "opd_coef": (-math.inf, math.inf), "eps_low": (0.0, 1.0), "eps_high": (0.0, math.inf)}
+    for key, (lo, hi) in ranges.items():
+        v = getattr(cfg, key)
+        if not (isinstance(v, (int, float)) and lo <= v <= hi and math.isfinite(v)):
+            raise ValueError(f"{key} must be a finite number in [{lo}, {hi}], got {v!r}")
+    for key in ("group_size", "lam_decay_steps", "refresh_every", "max_new_tokens"):
+        if not (isinstance(getattr(cfg, key), int) and getattr(cfg, key) >= 1):
+            raise ValueError(f"{key} must be a whole number >= 1, got {getattr(cfg, key)!r}")
+
+
+def make_state(student, cfg, opd_teacher=None, seed=0):
+    """Wrap a (copied) student for training with one method; pick its teacher weights."""
+    check_config(cfg)
     if student.cfg.vocab_size != verify.VOCAB_SIZE:
         raise ValueError(f"the student's vocab_size is {student.cfg.vocab_size}; the task needs {verify.VOCAB_SIZE}")
     policy = copy.deepcopy(student)
@@ -642,5 +664,5 @@ def step_metrics(roll, logits, logp, teacher_logits, logp_teacher, credit, cfg, 
         clipped = ((w < 1 - cfg.eps_w) | (w > 1 + cfg.eps_w)) & (adv != 0) & mask.bool()
         active = ((adv != 0) & mask.bool()).sum().clamp(min=1)
         m["rlsd_clip_frac"] = (clipped.sum() / active).item()
-        m["lam"] = lam_schedule(step, lam0=cfg.lam0, decay_steps=cfg.lam_decay_steps)
+        m["lam"] = rlsd_lam(step, cfg)
     return m

@@ -145,3 +145,32 @@ def test_jsd_push_is_the_closed_form_gradient():
         expected = (1 - beta) * Sy * (kl_sm - (Sy / My).log()) * mask
         got = compare_methods.jsd_push(zs, zt, y, mask, beta=beta)
         assert torch.allclose(got.double(), expected, atol=1e-6)
+
+
+def test_arms_run_side_by_side_with_their_settings(ckpt, tmp_path):
+    preset = replace(compare_methods.PRESETS["smoke"], steps=2, controls=False)
+    arms = ["rlvr", "rlvr+opsd:alpha=0.1", "rlsd:eps_w=1,lam0=1", "rlsd:hint=none,lam_kind=constant"]
+    out = str(tmp_path / "arms")
+    assert compare_methods.compare(preset, arms, "cpu", out, ckpt, progress=False) == 0
+    S = json.load(open(os.path.join(out, "summary.json")))
+    assert list(S["methods"]) == arms                          # one entry per arm, in order
+    rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+    lam = lambda arm: [r["lam"] for r in rows if r["kind"] == "step" and r["method"] == arm]
+    assert lam("rlsd:eps_w=1,lam0=1") == [1.0, 0.98]              # linear over 50 steps from 1
+    assert lam("rlsd:hint=none,lam_kind=constant") == [0.5, 0.5]
+    assert all(r["alpha"] == 0.1 for r in rows if r["kind"] == "step" and r["method"] == "rlvr+opsd:alpha=0.1")
+    assert compare_methods.label("rlsd:eps_w=1,lam0=1") == "RLSD (eps_w=1, lam0=1)"
+
+
+@pytest.mark.parametrize("arm,match", [("foo", "unknown method"), ("rlsd:eps=1", "not key=value"),
+                                       ("rlsd:eps_w", "not key=value"), ("rlsd:eps_w=abc", "eps_w must be float"),
+                                       ("rlsd:eps_w=-1", "eps_w must be"), ("rlsd:eps_w=nan", "eps_w must be"),
+                                       ("rlsd:lam0=2", "lam0 must be"), ("opsd:hint=teacher", "unknown hint"),
+                                       ("rlvr+opsd:alpha=-0.1", "alpha must be"),
+                                       ("rlsd:refresh_every=0", "refresh_every must be")])
+def test_a_bad_arm_is_one_line_and_exit_2(arm, match, capsys, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        compare_methods.parse_arm(arm)
+    assert compare_methods.main(["--preset", "smoke", "--arms", arm, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match.split()[0] in err
