@@ -17,7 +17,7 @@ RESULTS=$ENVS/results
 TORCH=torch==2.13.0
 export OMP_NUM_THREADS=1
 mkdir -p "$RESULTS"
-rm -f "$RESULTS"/*.xml "$RESULTS"/*.txt "$RESULTS"/*.log "$RESULTS"/*.md
+rm -f "$RESULTS"/*.xml "$RESULTS"/*.txt "$RESULTS"/*.log
 
 build() {  # build ENV PACKAGE...: the environment ENV with torch, the pinned peer and pytest
   local env=$1 start=$SECONDS
@@ -36,7 +36,7 @@ check() {  # check ENV ADAPTER DISTRIBUTION...: the vectors against one adapter
     tests/test_conformance.py --junitxml="$RESULTS/$adapter.xml" > "$RESULTS/$adapter.log" 2>&1 || true
   echo "$adapter: $(tail -n 1 "$RESULTS/$adapter.log")"
   nice -n 19 "$py" integrations/adapters/skipped_cases.py "integrations.adapters.$adapter" \
-    > "$RESULTS/$adapter.skipped.md" 2>> "$RESULTS/$adapter.log" || true
+    > "$RESULTS/$adapter.skipped.txt" 2>> "$RESULTS/$adapter.log" || true
   nice -n 19 "$py" - "$@" > "$RESULTS/$adapter.txt" <<'EOF'
 import sys
 from importlib.metadata import version
