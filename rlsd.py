@@ -223,7 +223,8 @@ def kl_k3(logp, logp_ref, mask):
     return _zero_pad(torch.exp(d) - d - 1.0, mask)
 
 
-# Aggregation modes, named and defined as verl's core_algos.agg_loss does. Each takes
+# Aggregation modes, named as verl's core_algos.agg_loss (docs/METHODS.md, "Aggregation",
+# says where verl 0.9.1's definitions differ). Each takes
 # (per_token (B, T), mask (B, T) float) and returns a scalar; an empty batch gives 0.
 
 def _token_mean(x, m):
