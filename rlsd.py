@@ -216,11 +216,13 @@ def kl_k3(logp, logp_ref, mask):
         kl_t = exp(logp_ref - logp) - (logp_ref - logp) - 1   (>= 0)
 
     Added to the per-token loss as + beta * kl_t. Gradient flows through logp only.
+    Computed as expm1(d) - d: exp(d) - d - 1 rounds to a tiny negative number when d is
+    near 0, while expm1(d) >= d holds in floating point too, so the result is never < 0.
     All inputs (B, T). Returns (B, T).
     """
     _check_same_shape(("logp", logp), ("logp_ref", logp_ref), ("mask", mask))
     d = _zero_pad(logp_ref.detach() - logp, mask)
-    return _zero_pad(torch.exp(d) - d - 1.0, mask)
+    return _zero_pad(torch.expm1(d) - d, mask)
 
 
 # Aggregation modes, named as verl's core_algos.agg_loss (docs/METHODS.md, "Aggregation",

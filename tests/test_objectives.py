@@ -279,6 +279,12 @@ def test_kl_k3_nonnegative(lp, lr):
     assert out.item() >= 0.0
 
 
+def test_kl_k3_is_not_negative_near_zero():
+    # exp(d) - d - 1 gives -1.1e-16 here (found by hypothesis in a fresh environment)
+    lp = torch.tensor([[-9.646128222375691e-15, -1e-12, 1e-9]], dtype=F64)
+    assert (rlsd.kl_k3(lp, torch.zeros_like(lp), ones(1, 3)) >= 0).all()
+
+
 def test_lam_schedule():
     lams = [rlsd.lam_schedule(s) for s in range(80)]
     assert lams[0] == 0.5 and lams[25] == pytest.approx(0.25) and lams[50] == 0.0
