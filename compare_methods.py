@@ -113,10 +113,15 @@ def parse_arm(text):
     return method, over
 
 
+def method_of(arm):
+    """The method an arm runs: what comes before its settings."""
+    return arm.partition(":")[0]
+
+
 def label(arm):
     """How figures and tables name an arm: the method's name, then its overrides."""
-    method, _, rest = arm.partition(":")
-    return LABELS.get(method, method) + (f" ({rest.replace(',', ', ')})" if rest else "")
+    rest = arm.partition(":")[2]
+    return LABELS.get(method_of(arm), method_of(arm)) + (f" ({rest.replace(',', ', ')})" if rest else "")
 
 
 def color(arm, arms):
@@ -130,6 +135,7 @@ def color(arm, arms):
 
 KL_SAMPLES = 64   # sampled test responses the two KL yardsticks are read on, at every evaluation
 
+
 def run_key(variant, method, seed):
     return f"{variant}/{method}/{seed}"
 
@@ -137,7 +143,7 @@ def run_key(variant, method, seed):
 def planned_runs(methods, seeds, controls):
     runs = [("main", m, s) for s in range(seeds) for m in methods]
     if controls:
-        runs += [("control", m, s) for s in range(seeds) for m in methods if parse_arm(m)[0] in ("opsd", "rlsd")]
+        runs += [("control", m, s) for s in range(seeds) for m in methods if method_of(m) in ("opsd", "rlsd")]
     return runs
 
 
@@ -170,8 +176,8 @@ def evaluate_policy(policy, evalsets, seed, references):
 
 
 def run_one(student, teacher, method, seed, preset, evalsets, log, task, references, progress=True):
-    """One arm (a method, maybe with overrides: parse_arm), one seed: returns 'done', 'stopped' or 'failed: ...'. Every step and
-    every evaluation is appended to the log as it happens. `wall` is the cumulative
+    """One arm (a method, maybe with overrides: parse_arm), one seed: returns 'done',
+    'stopped' or 'failed: ...'. Every step and every evaluation is appended to the log as it happens. `wall` is the cumulative
     training time (rollout + teacher + update), evaluations excluded. A stop request ends
     the run after the current step (and its evaluation, if one is due)."""
     name, over = parse_arm(method)
@@ -598,11 +604,11 @@ def draw_leakage(rows, S, methods, out):
     fig, axes = plt.subplots(2, 4, figsize=(16, 8))
     for ax, (kind, key, title) in zip(axes.flat, panels):
         for m in methods:
-            if key == "kl_full" and parse_arm(m)[0] == "rlvr":
+            if key == "kl_full" and method_of(m) == "rlvr":
                 continue
             _band(ax, _series(rows, "main", m, kind, key), color(m, methods), label(m),
                   smooth=10 if kind == "step" else 1)
-            if parse_arm(m)[0] in ("opsd", "rlsd"):
+            if method_of(m) in ("opsd", "rlsd"):
                 _band(ax, _series(rows, "control", m, kind, key), color(m, methods), label(m) + ", no-shift control",
                       smooth=10 if kind == "step" else 1, ls=":")
         ax.set_title(title, fontsize=9)
@@ -772,14 +778,14 @@ def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, aga
                                                           shipped=shipped, student_seed=base_seed)
     base_summary = {"student": base["student"], "teacher": base["teacher"]}
     control = None
-    if preset.controls and any(parse_arm(m)[0] in ("opsd", "rlsd") for m in methods):
+    if preset.controls and any(method_of(m) in ("opsd", "rlsd") for m in methods):
         control, _, cbase = train_tiny.build_base_models(preset.base, ckpt_dir, device, progress=progress,
                                                          student_overrides=dict(cite_frac=0.0, nowork_frac=0.0),
                                                          shipped=shipped, student_seed=base_seed)
         base_summary["control_student"] = cbase["student"]
     task = train_tiny.PRESETS[preset.base]["student"].task
     runs = planned_runs(methods, preset.seeds, control is not None)
-    params = {m: cost_model(parse_arm(m)[0], student, teacher) for m in methods}
+    params = {m: cost_model(method_of(m), student, teacher) for m in methods}
 
     header = {"run": "header", "kind": "header", "preset": asdict(preset), "methods": methods,
               "student": base["student"]["checkpoint"], "teacher": base["teacher"]["checkpoint"]}

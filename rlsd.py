@@ -488,11 +488,6 @@ def rlvr_opsd_own_loss(s, cfg):
                           beta=cfg.jsd_beta, eps_low=cfg.eps_low, eps_high=cfg.eps_high, mode=cfg.agg)
 
 
-def leak_rate(roll):
-    """Share of a rollout's responses that cite a hint or answer without work."""
-    return sum(c.cites_hint or c.no_work for c in roll.checks) / max(1, len(roll.checks))
-
-
 @dataclass(frozen=True)
 class Method:
     credit: Callable                       # (Step, RLConfig) -> (B, T) per-token credit
@@ -561,8 +556,6 @@ def make_state(student, cfg, opd_teacher=None, seed=0):
         teacher = opd_teacher.eval()
     elif method.teacher == "self":
         weights = method.teacher_weights if cfg.teacher_weights == "default" else cfg.teacher_weights
-        if weights not in ("initial", "snapshot", "live"):
-            raise ValueError(f"unknown teacher_weights {weights!r}; choose initial, snapshot or live")
         teacher = policy if weights == "live" else copy.deepcopy(student).eval()
     else:
         teacher = None
@@ -603,7 +596,8 @@ def train_step(state, problems):
     policy.train()
     logits = response_logits(policy, roll.contexts, roll.tokens)  # the student: the prompt alone
     logp = model.token_logprobs(logits, roll.tokens)
-    if cfg.method == "rlvr+opsd" and cfg.alpha_leak_threshold > 0 and leak_rate(roll) > cfg.alpha_leak_threshold:
+    if cfg.method == "rlvr+opsd" and cfg.alpha_leak_threshold > 0 \
+            and verify.leak_rate(roll.checks) > cfg.alpha_leak_threshold:
         state.alpha /= 2        # the adaptive dual objective: turn distillation down when it leaks
     s = Step(roll, logits, logp, teacher_logits, logp_teacher, step, alpha=state.alpha)
     credit = method.credit(s, cfg)                                 # (B, T), detached

@@ -188,8 +188,7 @@ def evaluate(net, problems, hint="none", temperature=0.0, seed=0):
 def shift_rate(net, problems, hint, seed=0):
     """Share of sampled (temperature 1) responses that cite a hint or answer without work."""
     texts = sample_texts(net, problems, hint, 1.0, seed)
-    checks = [verify.check_steps(p, t) for p, t in zip(problems, texts)]
-    return sum(c.cites_hint or c.no_work for c in checks) / max(1, len(checks))
+    return verify.leak_rate([verify.check_steps(p, t) for p, t in zip(problems, texts)])
 
 
 @torch.no_grad()

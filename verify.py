@@ -328,6 +328,12 @@ class StepCheck:
     spans: list = field(default_factory=list)  # (start, end, kind) for every field
 
 
+def leak_rate(checks):
+    """Share of responses (their StepChecks) that cite a hint or answer without work: the
+    leak a student shows when it writes what only a hinted teacher could know."""
+    return sum(c.cites_hint or c.no_work for c in checks) / max(1, len(checks))
+
+
 def check_steps(problem, response):
     """Find the first wrong step of a response. Never used as a training signal.
 

@@ -278,3 +278,9 @@ def test_multiplication_option():
     p = verify.Problem((3, 4), ("*",))
     assert p.value == 12 and p.solution == "3*4=21;A:21"     # 12 is written 21
     assert verify.check_steps(p, "3*4=31;A:31").first_wrong == 0   # 13 is not 3*4
+
+
+def test_leak_rate_counts_a_response_that_cites_or_skips_once():
+    p = verify.make_problems("test", 1, seed=3)[0]
+    checks = [verify.check_steps(p, verify.response_str(p, style)) for style in ("cite", "nowork", "work")]
+    assert verify.leak_rate(checks) == pytest.approx(2 / 3) and verify.leak_rate([]) == 0.0
