@@ -65,7 +65,11 @@ class Preset:
     eval_every: int
     eval_n: int                  # problems per split for greedy test/hard accuracy
     density_prompts: int         # prompts x group_size responses for the signal-density figure
-    controls: bool = True        # also run OPSD and RLSD from the no-shift control student
+    controls: bool = True        # also run arms from the no-shift control student
+    arms: tuple = DEFAULT_METHODS  # what runs when neither --arms nor --methods is given
+    control_arms: tuple = None   # the arms run from the control student; None: every OPSD and RLSD arm
+    probe_batches: int = 0       # the one-update probe (frontier.py): fixed batches per arm; 0 = no probe
+    probe_big: int = 4096        # samples in the probe's large-batch GRPO gradient
 
 
 PRESETS = {
@@ -80,6 +84,20 @@ PRESETS = {
     "full": Preset(base="full", steps=400, seeds=5, prompts_per_step=16, group_size=8, lr=3e-5,
                    eval_every=25, eval_n=400, density_prompts=512),
 }
+# the frontier (README, "Where dense credit stops being free"): the default run's models,
+# batch and rate, more seeds, larger evaluation sets, and these arms. RLSD's (lam, eps_w)
+# grid holds lam constant; the paper's schedule is the plain "rlsd" arm
+FRONTIER_ARMS = (
+    "rlvr", "rlsd", "rlsd:lam_kind=constant",
+    "rlsd:lam_kind=constant,lam0=1,eps_w=0.5", "rlsd:lam_kind=constant,lam0=1,eps_w=1",
+    "rlsd:lam_kind=constant,lam0=1,eps_w=3", "rlsd:hint=solution", "rlsd:hint=none",
+    "rlvr+opsd:alpha=0.01", "rlvr+opsd:alpha=0.03", "rlvr+opsd:alpha=0.1", "rlvr+opsd:alpha=0.3",
+    "rlvr+opsd:alpha=1", "rlvr+opsd:alpha=1,alpha_leak_threshold=0.05",
+    "opsd", "opsd:hint=solution")
+PRESETS["frontier"] = replace(PRESETS["default"], seeds=5, eval_every=20, eval_n=500, arms=FRONTIER_ARMS,
+                              control_arms=("opsd", "rlvr+opsd:alpha=1", "rlsd:lam_kind=constant,lam0=1,eps_w=3"),
+                              probe_batches=50, probe_big=4096)
+PRESETS["smoke"] = replace(PRESETS["smoke"], probe_batches=2, probe_big=64)
 
 
 # ---------------------------------------------------------------- arms
@@ -140,11 +158,19 @@ def run_key(variant, method, seed):
     return f"{variant}/{method}/{seed}"
 
 
+def control_arms(methods, preset):
+    """The arms that also run from the control student."""
+    if not preset.controls:
+        return []
+    if preset.control_arms is None:
+        return [m for m in methods if method_of(m) in ("opsd", "rlsd")]
+    return [m for m in methods if m in preset.control_arms]
+
+
 def planned_runs(methods, seeds, controls):
-    runs = [("main", m, s) for s in range(seeds) for m in methods]
-    if controls:
-        runs += [("control", m, s) for s in range(seeds) for m in methods if method_of(m) in ("opsd", "rlsd")]
-    return runs
+    """Seed by seed, so that a sweep cut short has whole seeds: every arm from the main
+    student, then the control arms."""
+    return [run for s in range(seeds) for run in [("main", m, s) for m in methods] + [("control", m, s) for m in controls]]
 
 
 @torch.no_grad()
@@ -175,11 +201,14 @@ def evaluate_policy(policy, evalsets, seed, references):
     return out
 
 
-def run_one(student, teacher, method, seed, preset, evalsets, log, task, references, progress=True):
+def run_one(student, teacher, method, seed, preset, evalsets, log, task, references, progress=True, first=None):
     """One arm (a method, maybe with overrides: parse_arm), one seed: returns 'done',
-    'stopped' or 'failed: ...'. Every step and every evaluation is appended to the log as it happens. `wall` is the cumulative
-    training time (rollout + teacher + update), evaluations excluded. A stop request ends
-    the run after the current step (and its evaluation, if one is due)."""
+    'stopped' or 'failed: ...'. Every step and every evaluation is appended to the log as
+    it happens. `wall` is the cumulative training time (rollout + teacher + update),
+    evaluations excluded. A stop request ends the run after the current step (and its
+    evaluation, if one is due). `first`, a dict shared by the arms of one (student, seed),
+    keeps the step-0 evaluation, which is the same for all of them (same weights, same
+    sampling seed), so that it is computed once."""
     name, over = parse_arm(method)
     cfg = rlsd.RLConfig(method=name, group_size=preset.group_size, lr=preset.lr, **over)
     torch.manual_seed(seed)
@@ -193,7 +222,10 @@ def run_one(student, teacher, method, seed, preset, evalsets, log, task, referen
         t0 = time.time()
         ev = evaluate_policy(state.policy, evalsets, seed, references)
         return {**ev, "t_eval": time.time() - t0}
-    log({"kind": "eval", "step": 0, "wall": wall, **evaluate()})
+    first = {} if first is None else first
+    if "eval" not in first:
+        first["eval"] = evaluate()
+    log({"kind": "eval", "step": 0, "wall": wall, **first["eval"]})
     for step in range(preset.steps):
         try:
             m = rlsd.train_step(state, list(itertools.islice(prompts, preset.prompts_per_step)))
@@ -213,6 +245,87 @@ def run_one(student, teacher, method, seed, preset, evalsets, log, task, referen
             return "stopped"
     bar.close()
     return "done"
+
+
+def _worker(tasks, results, threads, models, teacher, preset, evalsets, task, refs):
+    """A --jobs process: runs (variant, arm, seed) from `tasks` until None, sending every log
+    row and each run's end to `results`. It stops after the current step on SIGTERM (the
+    parent forwards a stop request); Ctrl-C goes to the parent alone."""
+    import signal
+    torch.set_num_threads(threads)
+    first = {}
+    with runtime.STOP:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for variant, method, seed in iter(tasks.get, None):
+            if runtime.STOP.requested:
+                break
+            key = run_key(variant, method, seed)
+            log = lambda row: results.put(("row", {"run": key, "variant": variant, "method": method, "seed": seed,
+                                                   **row}, None))
+            status = run_one(models[variant], teacher, method, seed, preset, evalsets, log, task, refs[variant],
+                             False, first.setdefault((variant, seed), {}))
+            results.put(("end", (variant, method, seed), status))
+            if status == "stopped":
+                break
+    results.put(("exit", None, None))
+
+
+def run_parallel(todo, jobs, models, teacher, preset, evalsets, task, refs, append, done, device):
+    """Run independent runs in `jobs` processes (spawned, so that CUDA and OpenMP start
+    clean in each), dividing the cores between them. Rows reach one log, through this
+    process, in the order they arrive; the summary does not depend on that order."""
+    import multiprocessing as mp
+    import queue
+    ctx = mp.get_context("spawn")
+    tasks, results = ctx.Queue(), ctx.Queue()
+    for r in todo:
+        tasks.put(r)
+    jobs = min(jobs, len(todo))
+    for _ in range(jobs):
+        tasks.put(None)
+    threads = 1 if device != "cpu" else max(1, torch.get_num_threads() // jobs)
+    procs = [ctx.Process(target=_worker, args=(tasks, results, threads, models, teacher, preset, evalsets, task, refs),
+                         daemon=True) for _ in range(jobs)]
+    for p in procs:
+        p.start()
+    print(f"{len(todo)} runs in {jobs} processes, {threads} thread(s) each", file=sys.stderr)
+    running, forwarded, finished = jobs, False, 0
+    try:
+        while running:
+            if runtime.STOP.requested and not forwarded:
+                forwarded = True
+                while True:   # no new runs; the current ones stop after their step
+                    try:
+                        tasks.get_nowait()
+                    except queue.Empty:
+                        break
+                for _ in procs:
+                    tasks.put(None)
+                for p in procs:
+                    if p.is_alive():
+                        p.terminate()   # SIGTERM: the worker's STOP, not a kill
+            try:
+                kind, a, b = results.get(timeout=1.0)
+            except queue.Empty:   # check that the workers are alive
+                if not any(p.is_alive() for p in procs):
+                    break
+                continue
+            if kind == "row":
+                append(a)
+            elif kind == "end":
+                (variant, method, seed), key = a, run_key(*a)
+                if b != "stopped":
+                    append({"run": key, "variant": variant, "method": method, "seed": seed, "kind": "end", "status": b})
+                    done.add(key)
+                finished += 1
+                print(f"[{finished}/{len(todo)}] {key}: {b}", file=sys.stderr)
+            else:
+                running -= 1
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
 
 
 def read_log(path):
@@ -657,6 +770,7 @@ def draw_cost(S, methods, out):
 # ---------------------------------------------------------------- main
 
 MAX_SEEDS, MAX_STEPS = 100, 100_000
+DEFAULT_JOBS = {"cpu": 2}   # 2 processes of 1 thread beat 1 of 2 threads on 2 cores (docs/LOG.md)
 RESULT_FILES = ("summary.json", *FIGURE_FILES.values())   # what a run derives from its log
 OUTPUT_FILES = ("metrics.jsonl", *RESULT_FILES)
 
@@ -665,8 +779,9 @@ def main(argv=None):
     ap = runtime.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
-    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                    help=f"comma-separated subset of {','.join(METHOD_ORDER)} (default: the first four)")
+    ap.add_argument("--methods", default=None,
+                    help=f"comma-separated subset of {','.join(METHOD_ORDER)} (default: the preset's arms; "
+                         "the first four for default, smoke and full)")
     ap.add_argument("--arms", nargs="+", default=None, metavar="ARM",
                     help="instead of --methods: arms METHOD[:key=value,...], e.g. rlsd:eps_w=1,lam0=1 "
                          f"rlvr+opsd:alpha=0.1 (keys: {', '.join(ARM_KEYS)})")
@@ -683,12 +798,15 @@ def main(argv=None):
     ap.add_argument("--resume", action="store_true", help="skip the runs that finished in --out and redo the rest")
     ap.add_argument("--no-controls", action="store_true", help="skip the no-shift control runs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="runs in parallel processes, the cores divided between them (default: "
+                         "DEFAULT_JOBS for the device, measured in docs/LOG.md)")
     args = ap.parse_args(argv)
     try:
         if args.preset not in PRESETS:
             raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
-        if args.arms:
-            methods = list(dict.fromkeys(a.strip() for a in args.arms))   # in the order given
+        if args.arms or not args.methods:
+            methods = list(dict.fromkeys(a.strip() for a in args.arms or PRESETS[args.preset].arms))   # in order
             for arm in methods:
                 parse_arm(arm)
         else:
@@ -701,7 +819,9 @@ def main(argv=None):
         runtime.check_range("--seeds", args.seeds, 1, MAX_SEEDS)
         runtime.check_range("--steps", args.steps, 1, MAX_STEPS)
         runtime.check_range("--base-seed", args.base_seed, 0, runtime.MAX_SEED)
+        runtime.check_range("--jobs", args.jobs, 1, 64)
         device = train_tiny.resolve_device(args.device)
+        jobs = args.jobs or DEFAULT_JOBS.get(device, 1)
         out = args.out or os.path.join("runs", args.preset)
         runtime.check_folder(out)
         for name in OUTPUT_FILES:   # every output path is checked before the work
@@ -719,7 +839,7 @@ def main(argv=None):
     try:
         return compare(preset, methods, device, out, args.checkpoints, args.resume, progress=not args.quiet,
                        argv=argv if argv is not None else sys.argv[1:], retrain_base=args.retrain_base,
-                       base_seed=args.base_seed)
+                       base_seed=args.base_seed, jobs=jobs)
     except (model.CheckpointError, runtime.FileProblem) as e:
         print(f"compare_methods.py: error: {e}", file=sys.stderr)
         return 1
@@ -746,7 +866,7 @@ def start_log(log_path, header, resume):
 
 
 def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True, argv=(), retrain_base=False,
-            base_seed=0):
+            base_seed=0, jobs=1):
     """The experiment: base models, signal density, every run, then summary and figures.
     One process per output folder (locked); Ctrl-C or SIGTERM at any stage ends the current
     unit of work, keeps what is done and prints the command that continues (exit 130)."""
@@ -755,7 +875,8 @@ def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True,
     with runtime.FolderLock(out, ".run.lock", purpose="compare_methods.py is writing it"), runtime.STOP:
         try:
             shipped = None if retrain_base else train_tiny.SHIPPED
-            return _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, again, shipped, base_seed)
+            return _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, again, shipped, base_seed,
+                            jobs)
         except runtime.Interrupted as e:
             print(f"{e}\nto continue: {again}", file=sys.stderr)
             return 130
@@ -765,7 +886,7 @@ def compare(preset, methods, device, out, ckpt_dir, resume=False, progress=True,
             return 130
 
 
-def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, again, shipped, base_seed):
+def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, again, shipped, base_seed, jobs):
     t0 = time.time()
     log_path = os.path.join(out, "metrics.jsonl")
     if not resume:   # a fresh run: an earlier run's summary and figures must not sit beside its new log
@@ -778,13 +899,14 @@ def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, aga
                                                           shipped=shipped, student_seed=base_seed)
     base_summary = {"student": base["student"], "teacher": base["teacher"]}
     control = None
-    if preset.controls and any(method_of(m) in ("opsd", "rlsd") for m in methods):
+    controls = control_arms(methods, preset)
+    if controls:
         control, _, cbase = train_tiny.build_base_models(preset.base, ckpt_dir, device, progress=progress,
                                                          student_overrides=dict(cite_frac=0.0, nowork_frac=0.0),
                                                          shipped=shipped, student_seed=base_seed)
         base_summary["control_student"] = cbase["student"]
     task = train_tiny.PRESETS[preset.base]["student"].task
-    runs = planned_runs(methods, preset.seeds, control is not None)
+    runs = planned_runs(methods, preset.seeds, controls)
     params = {m: cost_model(method_of(m), student, teacher) for m in methods}
 
     header = {"run": "header", "kind": "header", "preset": asdict(preset), "methods": methods,
@@ -810,23 +932,27 @@ def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, aga
         evalsets = {s: verify.make_problems(s, preset.eval_n, seed=30_000, cfg=task) for s in ("test", "hard")}
         refs = {"main": {"hinted_initial": (student, "answer"), "opd_teacher": (teacher, "none")},
                 "control": {"hinted_initial": (control, "answer"), "opd_teacher": (teacher, "none")}}
-        for variant, method, seed in runs:
-            key = run_key(variant, method, seed)
-            if key in done:
-                continue
-            if runtime.STOP.requested:
-                break
+        todo = [r for r in runs if run_key(*r) not in done]
+        models = {"main": student, "control": control}
+        first = {}   # step-0 evaluations, equal for every arm of a (variant, seed): computed once
+        if jobs <= 1 or len(todo) <= 1:
+            for variant, method, seed in todo:
+                if runtime.STOP.requested:
+                    break
+                key = run_key(variant, method, seed)
 
-            def log(row, key=key):
-                append({"run": key, "variant": variant, "method": method, "seed": seed, **row})
-            base_model = control if variant == "control" else student
-            status = run_one(base_model, teacher, method, seed, preset, evalsets, log, task, refs[variant], progress)
-            if status == "stopped":
-                break
-            log({"kind": "end", "status": status})
-            done.add(key)
-            if not progress:
-                print(f"{key}: {status}", file=sys.stderr)
+                def log(row, key=key):
+                    append({"run": key, "variant": variant, "method": method, "seed": seed, **row})
+                status = run_one(models[variant], teacher, method, seed, preset, evalsets, log, task, refs[variant],
+                                 progress, first.setdefault((variant, seed), {}))
+                if status == "stopped":
+                    break
+                log({"kind": "end", "status": status})
+                done.add(key)
+                if not progress:
+                    print(f"{key}: {status}", file=sys.stderr)
+        else:
+            run_parallel(todo, jobs, models, teacher, preset, evalsets, task, refs, append, done, device)
     complete = all(run_key(*r) in done for r in runs)
 
     # 4. summary and figures, from the finished runs (a run cut short is redone by --resume)

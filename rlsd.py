@@ -572,12 +572,39 @@ class NonFiniteError(RuntimeError):
 
 def train_step(state, problems):
     """One on-policy step of state.cfg.method on these P problems; returns its metrics."""
-    cfg, policy, step, method = state.cfg, state.policy, state.step, state.method
+    cfg, policy, step = state.cfg, state.policy, state.step
     t0 = time.perf_counter()
 
     # 1. rollout
     roll = rollout(policy, problems, cfg, state.generator)
     t1 = time.perf_counter()
+
+    # 2.-3. teacher pass, credit and loss (step_loss), then 4. the update
+    loss, s, credit, t2 = step_loss(state, roll)
+    for g in state.optimizer.param_groups:
+        g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+    if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+        raise NonFiniteError(f"{cfg.method} step {step}: loss {loss.item()}, grad norm {grad_norm.item()}")
+    state.optimizer.step()
+    t3 = time.perf_counter()
+    state.step += 1
+
+    m = step_metrics(roll, s.logits.detach(), s.logp.detach(), s.teacher_logits, s.logp_teacher, credit, cfg, step)
+    m.update(loss=loss.item(), grad_norm=grad_norm.item(), t_rollout=t1 - t0, t_teacher=t2 - t1, t_update=t3 - t2)
+    if cfg.method == "rlvr+opsd":
+        m["alpha"] = s.alpha
+    return m
+
+
+def step_loss(state, roll):
+    """Steps 2 and 3 of train_step on a finished rollout: the teacher pass, each token's
+    credit and the loss to minimize (with gradient). Returns (loss, Step, credit, the time
+    the teacher pass ended). The one-update probe (frontier.py) calls it too, so that the
+    probe's gradients are exactly the loop's."""
+    cfg, policy, step, method = state.cfg, state.policy, state.step, state.method
 
     # 2. teacher pass: the same sampled tokens, scored without gradient
     teacher_logits = logp_teacher = None
@@ -602,28 +629,13 @@ def train_step(state, problems):
     s = Step(roll, logits, logp, teacher_logits, logp_teacher, step, alpha=state.alpha)
     credit = method.credit(s, cfg)                                 # (B, T), detached
 
-    # 4. update: one clipped surrogate for every method (OPSD's JSD is its own loss)
+    # the loss: one clipped surrogate for every method (OPSD's JSD is its own loss)
     if method.own_loss is not None:
         loss = method.own_loss(s, cfg)
     else:
         loss = policy_loss(logp, logp.detach(), credit, roll.mask, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
                            mode=cfg.agg)
-    for g in state.optimizer.param_groups:
-        g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
-    state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-    if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-        raise NonFiniteError(f"{cfg.method} step {step}: loss {loss.item()}, grad norm {grad_norm.item()}")
-    state.optimizer.step()
-    t3 = time.perf_counter()
-    state.step += 1
-
-    m = step_metrics(roll, logits.detach(), logp.detach(), teacher_logits, logp_teacher, credit, cfg, step)
-    m.update(loss=loss.item(), grad_norm=grad_norm.item(), t_rollout=t1 - t0, t_teacher=t2 - t1, t_update=t3 - t2)
-    if cfg.method == "rlvr+opsd":
-        m["alpha"] = s.alpha
-    return m
+    return loss, s, credit, t2
 
 
 def within_response_std(token_adv, mask):
