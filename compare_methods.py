@@ -36,6 +36,7 @@ import torch
 import model
 import rlsd
 import runtime
+import frontier
 import train_tiny
 import verify
 
@@ -447,7 +448,7 @@ def signal_density(student, teacher, preset, task, seed=0):
 
 # ---------------------------------------------------------------- summary
 
-def summarize(rows, runs, preset, base_summary, density, params):
+def summarize(rows, runs, preset, base_summary, density, params, probe=None):
     """Every number the figures and README use, from the logged rows."""
     by_run = {}
     for r in rows:
@@ -472,6 +473,9 @@ def summarize(rows, runs, preset, base_summary, density, params):
             S["methods"][key] = method_summary([by_run[k] for k in finished], method, params)
             S["methods"][key]["n_failed"] = sum(S["runs"][k]["status"].startswith("failed") for k in keys)
     S["profile_seconds"] = profile(rows)
+    if probe:
+        S["probe"] = probe
+        S["frontier"] = frontier_stats(by_run, runs, S, probe)
     # learning speed: first eval step at which each method reaches RLVR's final test accuracy
     target = S["methods"].get("rlvr", {}).get("final_greedy_test_mean")
     if target is not None:
@@ -480,6 +484,27 @@ def summarize(rows, runs, preset, base_summary, density, params):
             ms["first_step_at_rlvr_final_test"] = next((int(s) for s, v in sorted(curve.items(), key=lambda kv: int(kv[0]))
                                                         if v >= target), None)
     return S
+
+
+def frontier_stats(by_run, runs, S, probe):
+    """Per arm and variant: each finished run's statistics (frontier.run_stats, leak onset
+    against that student's background leak from the probe), and for the main student each
+    arm minus RLVR, paired by seed, with bootstrap 95% intervals."""
+    out = {"per_seed": {}, "vs_rlvr": {}, "onset_factor": frontier.ONSET_FACTOR, "leak_window": frontier.LEAK_WINDOW}
+    for variant, method, seed in runs:
+        key = run_key(variant, method, seed)
+        if S["runs"][key]["status"] != "done":
+            continue
+        bg = probe.get(variant, {}).get("background_leak")
+        name = method if variant == "main" else f"{method}/control"
+        out["per_seed"].setdefault(name, {})[str(seed)] = frontier.run_stats(by_run[key], bg)
+    ref = out["per_seed"].get("rlvr")
+    if ref:
+        for name, per in out["per_seed"].items():
+            if not name.endswith("/control") and name != "rlvr":
+                out["vs_rlvr"][name] = frontier.paired(per, ref)
+    out["power"] = frontier.power_from_summary(S)
+    return out
 
 
 def profile(rows):
@@ -604,6 +629,14 @@ def draw_all(rows, S, out):
     draw_signal_density(S, out)
     draw_leakage(rows, S, methods, out)
     draw_cost(S, methods, out)
+    draw_frontier_figures(S, out)
+
+
+def draw_frontier_figures(S, out):
+    """Figures 5 and 6, from the summary alone (so --redraw needs nothing else)."""
+    if "frontier" in S and S["frontier"]["per_seed"].get("rlvr"):
+        frontier.draw_frontier(S, os.path.join(out, FRONTIER_FILES["frontier"]))
+        frontier.draw_knobs(S, os.path.join(out, FRONTIER_FILES["knobs"]))
 
 
 def draw_learning_curves(rows, S, methods, out):
@@ -771,7 +804,8 @@ def draw_cost(S, methods, out):
 
 MAX_SEEDS, MAX_STEPS = 100, 100_000
 DEFAULT_JOBS = {"cpu": 2}   # 2 processes of 1 thread beat 1 of 2 threads on 2 cores (docs/LOG.md)
-RESULT_FILES = ("summary.json", *FIGURE_FILES.values())   # what a run derives from its log
+FRONTIER_FILES = {"frontier": "fig5_frontier.png", "knobs": "fig6_knobs.png"}   # when the preset probes
+RESULT_FILES = ("summary.json", *FIGURE_FILES.values(), *FRONTIER_FILES.values())   # what a run derives from its log
 OUTPUT_FILES = ("metrics.jsonl", *RESULT_FILES)
 
 
@@ -798,10 +832,19 @@ def main(argv=None):
     ap.add_argument("--resume", action="store_true", help="skip the runs that finished in --out and redo the rest")
     ap.add_argument("--no-controls", action="store_true", help="skip the no-shift control runs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--redraw", default=None, metavar="DIR",
+                    help="only redraw: figures 5 and 6 from DIR/summary.json, and figures 1-4 too when "
+                         "DIR/metrics.jsonl is there (e.g. --redraw figures/frontier)")
     ap.add_argument("--jobs", type=int, default=None,
                     help="runs in parallel processes, the cores divided between them (default: "
                          "DEFAULT_JOBS for the device, measured in docs/LOG.md)")
     args = ap.parse_args(argv)
+    if args.redraw is not None:
+        try:
+            return redraw(args.redraw)
+        except (runtime.FileProblem, OSError) as e:
+            print(f"compare_methods.py: error: {e}", file=sys.stderr)
+            return 1
     try:
         if args.preset not in PRESETS:
             raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
@@ -848,6 +891,25 @@ def main(argv=None):
         return 2
 
 
+def redraw(folder):
+    """Redraw a finished run's figures from its files, without running anything."""
+    path = os.path.join(folder, "summary.json")
+    if not os.path.isfile(path):
+        raise runtime.FileProblem(f"{path} does not exist; --redraw needs a folder a run wrote")
+    S = runtime.read_json(path, "rerun compare_methods.py to write it anew")
+    if "frontier" not in S and not os.path.isfile(os.path.join(folder, "metrics.jsonl")):
+        raise runtime.FileProblem(f"{folder} has no metrics.jsonl and its summary has no frontier statistics: "
+                                  "nothing to redraw")
+    log = os.path.join(folder, "metrics.jsonl")
+    if os.path.isfile(log):
+        done = {r["run"] for r in read_log(log) if r["kind"] == "end" and r.get("status") == "done"}
+        draw_all([r for r in read_log(log) if r["run"] in done], S, folder)
+    else:
+        draw_frontier_figures(S, folder)
+    print(f"figures redrawn in {folder}")
+    return 0
+
+
 def start_log(log_path, header, resume):
     """The resume bookkeeping. Without resume: a fresh log holding only the header. With it:
     keep the finished runs and the signal-density row of the old log (a run cut short is
@@ -860,7 +922,7 @@ def start_log(log_path, header, resume):
         raise ValueError(f"{log_path} was made with other settings (preset, steps, seeds or base models); "
                          f"rerun without --resume, or give another --out")
     done = {r["run"] for r in rows if r["kind"] == "end" and r.get("status") == "done"}
-    rows = [header] + [r for r in rows if r["run"] in done or r["run"] == "density"]
+    rows = [header] + [r for r in rows if r["run"] in done or r["run"] in ("density", "probe")]
     runtime.atomic_write(log_path, lambda f: f.writelines(json.dumps(r) + "\n" for r in rows))
     return rows, done
 
@@ -928,6 +990,22 @@ def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, aga
             density = signal_density(student, teacher, preset, task)
             append({"run": "density", "kind": "density", "data": density, "seconds": time.time() - t_density})
 
+        # 2b. the one-update probe (frontier.py), when the preset asks for it: every arm from
+        # the main student, the control arms from the control student
+        probe = next((r["data"] for r in rows if r["run"] == "probe"), None)
+        if probe is None and preset.probe_batches > 0 and not runtime.STOP.requested:
+            probe = {}
+            for variant, arms, net in (("main", methods, student), ("control", controls, control)):
+                if arms and not runtime.STOP.requested:
+                    probe[variant] = frontier.probe(net, teacher, [(a, *parse_arm(a)) for a in arms], preset, task,
+                                                    progress=progress, log=lambda s: print(s, file=sys.stderr))
+            if runtime.STOP.requested:
+                probe = None   # redone whole on --resume
+            else:
+                append({"run": "probe", "kind": "probe", "data": probe})
+                print(f"probe: {len(methods) + len(controls)} arm(s) in "
+                      f"{sum(p['seconds'] for p in probe.values()):.0f}s", file=sys.stderr)
+
         # 3. the runs
         evalsets = {s: verify.make_problems(s, preset.eval_n, seed=30_000, cfg=task) for s in ("test", "hard")}
         refs = {"main": {"hinted_initial": (student, "answer"), "opd_teacher": (teacher, "none")},
@@ -957,8 +1035,8 @@ def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, aga
 
     # 4. summary and figures, from the finished runs (a run cut short is redone by --resume)
     if done:
-        rows = [r for r in rows if r["run"] in done or r["run"] in ("density", "header")]
-        S = summarize(rows, runs, preset, base_summary, density, params)
+        rows = [r for r in rows if r["run"] in done or r["run"] in ("density", "probe", "header")]
+        S = summarize(rows, runs, preset, base_summary, density, params, probe)
         S["total_seconds"] = time.time() - t0
         S["complete"] = complete
         S["command"] = shlex.join(["python", "compare_methods.py", *argv])
