@@ -98,7 +98,7 @@ FRONTIER_ARMS = (
 PRESETS["frontier"] = replace(PRESETS["default"], seeds=5, eval_every=20, eval_n=500, arms=FRONTIER_ARMS,
                               control_arms=("opsd", "rlvr+opsd:alpha=1", "rlsd:lam_kind=constant,lam0=1,eps_w=3"),
                               probe_batches=50, probe_big=4096)
-PRESETS["smoke"] = replace(PRESETS["smoke"], probe_batches=2, probe_big=64)
+PRESETS["smoke"] = replace(PRESETS["smoke"], probe_batches=1, probe_big=16)
 
 
 # ---------------------------------------------------------------- arms
@@ -503,6 +503,7 @@ def frontier_stats(by_run, runs, S, probe):
         for name, per in out["per_seed"].items():
             if not name.endswith("/control") and name != "rlvr":
                 out["vs_rlvr"][name] = frontier.paired(per, ref)
+    out["probe_vs_rlvr"] = frontier.probe_vs(probe["main"]) if "main" in probe else {}
     out["power"] = frontier.power_from_summary(S)
     return out
 
@@ -917,6 +918,7 @@ def start_log(log_path, header, resume):
     Returns (rows, the keys of the finished runs); the log file is rewritten atomically."""
     rows = read_log(log_path) if resume else []
     old = next((r for r in rows if r["kind"] == "header"), None)
+    header = json.loads(json.dumps(header))   # as it reads back (tuples become lists)
     if resume and old is not None and {k: v for k, v in old.items() if k != "methods"} != \
             {k: v for k, v in header.items() if k != "methods"}:
         raise ValueError(f"{log_path} was made with other settings (preset, steps, seeds or base models); "

@@ -89,6 +89,20 @@ def paired(per_seed, reference):
     return out
 
 
+def probe_vs(probe_variant, reference="rlvr", keys=("blame", "cite", "nowork", "cos_big")):
+    """Each arm's probe readings minus the reference arm's, batch by batch (the same
+    rollouts), with bootstrap intervals: much tighter than either arm's own interval."""
+    ref = probe_variant["arms"].get(reference)
+    if ref is None:
+        return {}
+    out = {}
+    for arm, d in probe_variant["arms"].items():
+        if arm != reference:
+            out[arm] = {k: bootstrap_ci([a - b for a, b in zip(d[k]["per_batch"], ref[k]["per_batch"])
+                                         if a is not None and b is not None]) for k in keys}
+    return out
+
+
 def power(sd_diff, delta=0.02, alpha=0.05, target=0.8):
     """Seeds needed for a paired two-sided t-test at level alpha to detect a mean difference
     `delta` with probability `target`, given the standard deviation of the per-seed
@@ -237,15 +251,16 @@ def probe(student, teacher, arms, preset, task, seed=0, progress=False, log=prin
             g = _flat_grad(rlsd.step_loss(state, roll)[0], params)
             norm = g.norm().item()
             per["grad_norm"].append(norm)
-            if norm == 0:   # no signal in this batch (every group all right or all wrong)
+            if norm == 0:   # no signal in this batch (every group all right or all wrong): kept as None
+                for k in per:  # so that per_batch lists stay aligned across arms
+                    if k != "grad_norm":
+                        per[k].append(None)
                 continue
             d = -g / norm
-            for k, v in yard.items():
-                per[k].append((v @ d).item())
-            if "wrong" in yard:
-                per["blame"].append(per["right"][-1] - per["wrong"][-1])
-            if g_big.norm() > 0:
-                per["cos_big"].append((g @ g_big).item() / (norm * g_big.norm().item()))
+            for k in ("wrong", "right", "cite", "nowork"):
+                per[k].append((yard[k] @ d).item() if k in yard else None)
+            per["blame"].append(per["right"][-1] - per["wrong"][-1] if "wrong" in yard else None)
+            per["cos_big"].append((g @ g_big).item() / (norm * g_big.norm().item()) if g_big.norm() > 0 else None)
         out["arms"][arm] = {k: {**bootstrap_ci(v), "per_batch": v} for k, v in per.items()}
         if progress:
             log(f"probe {arm}: blame {out['arms'][arm]['blame']['mean']}, cite {out['arms'][arm]['cite']['mean']}, "
@@ -322,44 +337,61 @@ def _err(ci):
 
 
 def draw_frontier(S, path):
-    """Figure 5: density against leak, and density against the accuracy gain over RLVR."""
+    """Figure 5, three panels, one marker per arm (numbered; the legend names them): the
+    probe's targeted blame against the final leak rate and against the paired accuracy
+    gain over RLVR, and the probe's first derivative of the leak against the final leak
+    rate (does one update foretell the leak?)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     F, P = S["frontier"], S["probe"]
     arms = [a for a in F["per_seed"] if not a.endswith("/control")]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 6))
-    for name, per in F["per_seed"].items():
+    fig, axes = plt.subplots(1, 3, figsize=(19, 6.5))
+    handles = []
+    for i, (name, per) in enumerate(F["per_seed"].items(), 1):
         arm, control = name.removesuffix("/control"), name.endswith("/control")
         pr = P["control" if control else "main"]["arms"].get(arm)
         if pr is None or pr["blame"]["mean"] is None:
             continue
-        x, xe = pr["blame"]["mean"], _err(pr["blame"])
         c = family_color(arm, arms)
-        leak = _mean_ci(per, "final_leak")
         kw = dict(fmt="s" if control else "o", color=c, mfc="white" if control else c, ms=7, capsize=2, lw=1)
-        ax1.errorbar(x, leak["mean"], yerr=_err(leak), xerr=xe, **kw)
-        ax1.annotate(short_label(arm) + (" (control)" if control else ""), (x, leak["mean"]), fontsize=7,
-                     xytext=(4, 3), textcoords="offset points")
-        if not control and arm in F["vs_rlvr"] or arm == "rlvr":
-            d = F["vs_rlvr"][arm]["final_greedy_test"] if arm != "rlvr" else {"mean": 0.0, "lo": None}
-            ax2.errorbar(x, 100 * d["mean"], yerr=100 * np.array(_err(d)), xerr=xe, **kw)
-            ax2.annotate(short_label(arm), (x, 100 * d["mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    n = S["preset"]["seeds"]
-    ax1.set(xlabel="targeted blame: first-order drop of the first wrong step's log-prob\nbelow the correct prefix's, "
-                   "per unit-length update (probe, nats)",
-            ylabel=f"leak rate, last {F['leak_window']} steps (hint citations + answers without work)",
-            title="Density against leakage (squares: the control student, nothing to leak)")
-    ax1.axhline(P["main"]["background_leak"], color="gray", ls=":", lw=1)
-    ax1.annotate("base student's background", (ax1.get_xlim()[0], P["main"]["background_leak"]), fontsize=7,
-                 color="gray", xytext=(2, 3), textcoords="offset points")
-    ax2.axhline(0, color="gray", lw=1)
-    ax2.set(xlabel=ax1.get_xlabel(), ylabel="final greedy test accuracy minus RLVR's, same seed (points)",
-            title="Density against accuracy (paired by seed)")
-    fig.suptitle(f"The frontier: {n} seeds, {S['preset']['steps']} steps; error bars: bootstrap 95% intervals "
-                 f"(over seeds for y, over {P['main']['batches']} probe batches for x)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+        leak = _mean_ci(per, "final_leak")
+        shift = {k: pr[k]["mean"] for k in ("cite", "nowork")}
+        points = [(axes[0], pr["blame"], leak, 1.0)]
+        if not control:
+            gain = F["vs_rlvr"][arm]["final_greedy_test"] if arm != "rlvr" else {"mean": 0.0, "lo": None}
+            points.append((axes[1], pr["blame"], gain, 100.0))
+        deriv = {"mean": shift["cite"] + shift["nowork"], "lo": None}
+        points.append((axes[2], deriv, leak, 1.0))
+        for ax, x, y, scale in points:
+            ax.errorbar(x["mean"], scale * y["mean"], xerr=_err(x), yerr=scale * np.array(_err(y)), **kw)
+            ax.annotate(str(i), (x["mean"], scale * y["mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        handles.append(Line2D([], [], marker=kw["fmt"], color=c, mfc=kw["mfc"], ls="",
+                              label=f"{i}  {short_label(arm)}" + (" (control student)" if control else "")))
+    blame_label = ("targeted blame (probe): first-order drop of the first wrong step's\nlog-prob below the correct "
+                   "prefix's, per unit-length update (nats)")
+    bg = P["main"]["background_leak"]
+    axes[0].set(xlabel=blame_label, ylabel=f"leak rate, last {F['leak_window']} steps (hint citations + no-work answers)",
+                title="Density against leakage")
+    axes[1].axhline(0, color="gray", lw=1)
+    axes[1].set(xlabel=blame_label, ylabel="final greedy test accuracy minus RLVR's, same seed (points)",
+                title="Density against accuracy (paired by seed)")
+    axes[2].set(xlabel="first derivative of the leak (probe): first-order rise of log p('H<answer>;')\n"
+                       "plus log p('A:') under the plain prompt, per unit-length update (nats)",
+                ylabel=axes[0].get_ylabel(), title="Does one update foretell the leak?")
+    for ax in (axes[0], axes[2]):
+        ax.axhline(bg, color="gray", ls=":", lw=1)
+        ax.set_yscale("symlog", linthresh=0.01)
+    axes[2].axvline(0, color="gray", lw=1)
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False,
+               title="arms (squares, hollow: the control student,\nwhose hinted self has nothing to leak)",
+               title_fontsize=8)
+    fig.suptitle(f"The frontier: {S['preset']['seeds']} seeds x {S['preset']['steps']} steps per arm; error bars: "
+                 f"bootstrap 95% intervals, over seeds (y, and accuracy) and over {P['main']['batches']} probe batches "
+                 f"(x); dotted: the base student's background leak rate", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.83, 1))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -401,6 +433,26 @@ def draw_knobs(S, path):
                            marker="o", s=18)
         leak = _mean_ci(per, "final_leak")
         axes[r, 2].errorbar(dose, leak["mean"], yerr=_err(leak), fmt="o", color=c, capsize=3)
+    # the arms that are not on a dose axis, drawn as stars where they start
+    apart = {"rlvr+opsd": [(a, float(dict(kv.split("=") for kv in a.partition(":")[2].split(","))["alpha"]),
+                            "adaptive: α halves when the step's leak > " + a.rsplit("=", 1)[1])
+                           for a in F["per_seed"] if a.startswith("rlvr+opsd:") and "alpha_leak_threshold" in a
+                           and "alpha=" in a and not a.endswith("/control")],
+             "rlsd": [("rlsd", rlsd.RLConfig.lam0 * rlsd.RLConfig.eps_w,
+                       f"paper schedule: λ {rlsd.RLConfig.lam0:g} -> 0 in {rlsd.RLConfig.lam_decay_steps} steps")]
+             if "rlsd" in F["per_seed"] else []}
+    for fam, arms_apart in apart.items():
+        r, _, c = rows[fam]
+        for arm, dose, text in arms_apart:
+            per = F["per_seed"][arm]
+            d = F["vs_rlvr"][arm]["final_greedy_test"]
+            axes[r, 0].errorbar(dose, 100 * d["mean"], yerr=100 * np.array(_err(d)), fmt="*", ms=11, color="k",
+                                mfc=c, capsize=3, label=text)
+            on = [v["leak_onset"] for v in per.values()]
+            axes[r, 1].scatter(dose * np.linspace(0.92, 1.08, len(on)), [steps + 5 if o is None else o for o in on],
+                               marker="*", s=60, color=c, edgecolor="k", lw=0.5)
+            leak = _mean_ci(per, "final_leak")
+            axes[r, 2].errorbar(dose, leak["mean"], yerr=_err(leak), fmt="*", ms=11, color="k", mfc=c, capsize=3)
     for fam, (r, xlabel, c) in rows.items():
         ref = F["per_seed"].get("rlvr", {})
         ref_leak = _mean_ci(ref, "final_leak")["mean"] if ref else None
@@ -410,6 +462,7 @@ def draw_knobs(S, path):
         axes[r, 0].axhline(0, color="tab:blue", lw=1, ls="--", label="RLVR (GRPO)")
         axes[r, 0].set_ylabel("final greedy test minus RLVR (points)")
         axes[r, 1].axhline(steps + 5, color="gray", lw=0.8, ls=":")
+        axes[r, 1].set_ylim(0, steps + 10)
         axes[r, 1].set_ylabel(f"leak onset step (top row: none in {steps})")
         axes[r, 2].set_ylabel("final leak rate")
         if ref_leak is not None:

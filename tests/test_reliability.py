@@ -24,7 +24,7 @@ import runtime
 import train_tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = ["--preset", "smoke", "--quiet", "--no-controls", "--methods", "rlvr,rlsd"]
+SMOKE = ["--preset", "smoke", "--quiet", "--no-controls", "--methods", "rlvr,rlsd", "--jobs", "1"]   # in-process: the hooks reach it
 
 
 @pytest.fixture(scope="module")
