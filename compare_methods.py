@@ -2,6 +2,8 @@
 
     python compare_methods.py                  # the default preset (README, "Quick start": its time)
     python compare_methods.py --preset smoke   # seconds; what the tests run
+    python compare_methods.py --preset frontier   # the frontier sweep (README, "Where dense credit stops being free")
+    python compare_methods.py --redraw figures/frontier   # figures 5 and 6 again, from the committed summary
     python compare_methods.py --preset full --device cuda
 
 What it does, in order:
@@ -10,15 +12,18 @@ What it does, in order:
      anew with train_tiny.py, into the --checkpoints cache; --base-seed N trains another
      student and control student beside the shipped teacher);
   2. signal density: samples responses from the base student once and shows the per-token
-     credit each method would give them (fig2_signal_density.png);
-  3. runs every method for every seed under identical conditions (same checkpoint, prompts
-     in the same order, group size, learning rate, steps), plus OPSD and RLSD from the
-     control student, logging every step to metrics.jsonl as it goes;
-  4. draws the learning-curve, leakage and cost figures and writes summary.json.
+     credit each method would give them (fig2_signal_density.png); when the preset asks,
+     the one-update probe of every arm (frontier.py);
+  3. runs every arm (a method, maybe with settings: --arms) for every seed under identical
+     conditions (same checkpoint, prompts in the same order, group size, learning rate,
+     steps), plus the control arms from the control student, logging every step to
+     metrics.jsonl as it goes; --jobs N runs them in N processes;
+  4. draws the learning-curve, leakage and cost figures (and, with the probe, figures 5
+     and 6) and writes summary.json.
 
 Ctrl-C (or SIGTERM), at any stage, ends the current unit of work (a step, a base-model
-training chunk, an evaluation), saves what is done, draws the figures from the finished
-runs and prints the --resume command. Nothing is tuned on `test` or `hard`.
+training chunk, an evaluation, the probe), saves what is done, draws the figures from the
+finished runs and prints the --resume command. Nothing is tuned on `test` or `hard`.
 """
 import argparse
 import itertools
@@ -253,21 +258,27 @@ def _worker(tasks, results, threads, models, teacher, preset, evalsets, task, re
     row and each run's end to `results`. It stops after the current step on SIGTERM (the
     parent forwards a stop request); Ctrl-C goes to the parent alone."""
     import signal
+    import traceback
     torch.set_num_threads(threads)
     first = {}
     with runtime.STOP:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for variant, method, seed in iter(tasks.get, None):
-            if runtime.STOP.requested:
-                break
-            key = run_key(variant, method, seed)
-            log = lambda row: results.put(("row", {"run": key, "variant": variant, "method": method, "seed": seed,
-                                                   **row}, None))
-            status = run_one(models[variant], teacher, method, seed, preset, evalsets, log, task, refs[variant],
-                             False, first.setdefault((variant, seed), {}))
-            results.put(("end", (variant, method, seed), status))
-            if status == "stopped":
-                break
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent's Ctrl-C reaches us as its SIGTERM
+        signal.signal(signal.SIGTERM, lambda *_: setattr(runtime.STOP, "requested", True))
+        try:
+            for variant, method, seed in iter(tasks.get, None):
+                if runtime.STOP.requested:
+                    break
+                key = run_key(variant, method, seed)
+                log = lambda row: results.put(("row", {"run": key, "variant": variant, "method": method, "seed": seed,
+                                                       **row}, None))
+                status = run_one(models[variant], teacher, method, seed, preset, evalsets, log, task, refs[variant],
+                                 False, first.setdefault((variant, seed), {}))
+                results.put(("end", (variant, method, seed), status))
+                if status == "stopped":
+                    break
+        except BaseException:   # any other failure: the parent stops the sweep and shows it
+            results.put(("error", None, traceback.format_exc()))
+            raise
     results.put(("exit", None, None))
 
 
@@ -287,10 +298,15 @@ def run_parallel(todo, jobs, models, teacher, preset, evalsets, task, refs, appe
     threads = 1 if device != "cpu" else max(1, torch.get_num_threads() // jobs)
     procs = [ctx.Process(target=_worker, args=(tasks, results, threads, models, teacher, preset, evalsets, task, refs),
                          daemon=True) for _ in range(jobs)]
-    for p in procs:
-        p.start()
+    import signal
+    saved = signal.signal(signal.SIGINT, signal.SIG_IGN)   # inherited: a terminal's Ctrl-C is ours alone
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, saved)
     print(f"{len(todo)} runs in {jobs} processes, {threads} thread(s) each", file=sys.stderr)
-    running, forwarded, finished = jobs, False, 0
+    running, forwarded, finished, failure = jobs, False, 0, None
     try:
         while running:
             if runtime.STOP.requested and not forwarded:
@@ -320,13 +336,21 @@ def run_parallel(todo, jobs, models, teacher, preset, evalsets, task, refs, appe
                     done.add(key)
                 finished += 1
                 print(f"[{finished}/{len(todo)}] {key}: {b}", file=sys.stderr)
+            elif kind == "error":
+                failure = failure or b
+                runtime.STOP.requested = True   # stop the other workers after their step
             else:
                 running -= 1
-    finally:
+    except BaseException:   # a second Ctrl-C: stop at once
         for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
+            p.kill()
+        raise
+    for p in procs:
+        p.join(timeout=60)
+        if p.is_alive():
+            p.kill()
+    if failure:
+        raise RuntimeError(f"a --jobs worker failed; the runs finished so far are kept:\n{failure}")
 
 
 def read_log(path):
@@ -510,11 +534,20 @@ def frontier_stats(by_run, runs, S, probe):
 
 def profile(rows):
     """Where the logged runs spent their time, in seconds summed over every run: sampling
-    (rollout), the teacher's forward pass, the update, evaluation, and the signal-density
-    pass. Start-up, loading and drawing are the rest of total_seconds."""
+    (rollout), the teacher's forward pass, the update, evaluation, the signal-density pass
+    and the probe. Start-up, loading and drawing are the rest of total_seconds."""
     steps = [r for r in rows if r["kind"] == "step"]
     out = {k: float(sum(r[f"t_{k}"] for r in steps)) for k in ("rollout", "teacher", "update")}
-    out["evaluation"] = float(sum(r.get("t_eval", 0.0) for r in rows if r["kind"] == "eval"))
+    # a step-0 evaluation reused by the arms of one (student, seed) is logged by each with
+    # the same t_eval: count it once
+    seen, out["evaluation"] = set(), 0.0
+    for r in rows:
+        if r["kind"] == "eval" and "t_eval" in r:
+            key = (r.get("variant"), r.get("seed"), r["t_eval"])
+            if not (r["step"] == 0 and key in seen):
+                out["evaluation"] += float(r["t_eval"])
+            seen.add(key)
+    out["probe"] = float(sum(r.get("seconds", 0.0) for r in rows if r["kind"] == "probe"))
     out["signal_density"] = float(sum(r.get("seconds", 0.0) for r in rows if r["kind"] == "density"))
     return out
 
@@ -903,8 +936,9 @@ def redraw(folder):
                                   "nothing to redraw")
     log = os.path.join(folder, "metrics.jsonl")
     if os.path.isfile(log):
-        done = {r["run"] for r in read_log(log) if r["kind"] == "end" and r.get("status") == "done"}
-        draw_all([r for r in read_log(log) if r["run"] in done], S, folder)
+        rows = read_log(log)
+        done = {r["run"] for r in rows if r["kind"] == "end" and r.get("status") == "done"}
+        draw_all([r for r in rows if r["run"] in done], S, folder)
     else:
         draw_frontier_figures(S, folder)
     print(f"figures redrawn in {folder}")
@@ -913,7 +947,7 @@ def redraw(folder):
 
 def start_log(log_path, header, resume):
     """The resume bookkeeping. Without resume: a fresh log holding only the header. With it:
-    keep the finished runs and the signal-density row of the old log (a run cut short is
+    keep the finished runs and the signal-density and probe rows of the old log (a run cut short is
     dropped and redone), after checking that the old log was made with the same settings.
     Returns (rows, the keys of the finished runs); the log file is rewritten atomically."""
     rows = read_log(log_path) if resume else []
@@ -994,17 +1028,22 @@ def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, aga
 
         # 2b. the one-update probe (frontier.py), when the preset asks for it: every arm from
         # the main student, the control arms from the control student
-        probe = next((r["data"] for r in rows if r["run"] == "probe"), None)
+        probe = next((r["data"] for r in reversed(rows) if r["run"] == "probe"), None)
+        wanted = {"main": methods, "control": controls}
+        if probe is not None and not all(set(arms) <= set(probe.get(v, {}).get("arms", ())) for v, arms in wanted.items()
+                                         if arms):
+            probe = None   # a resume with other arms: probe them all again (the last probe row wins)
         if probe is None and preset.probe_batches > 0 and not runtime.STOP.requested:
             probe = {}
-            for variant, arms, net in (("main", methods, student), ("control", controls, control)):
-                if arms and not runtime.STOP.requested:
-                    probe[variant] = frontier.probe(net, teacher, [(a, *parse_arm(a)) for a in arms], preset, task,
-                                                    progress=progress, log=lambda s: print(s, file=sys.stderr))
-            if runtime.STOP.requested:
-                probe = None   # redone whole on --resume
+            for variant, net in (("main", student), ("control", control)):
+                if wanted[variant]:
+                    probe[variant] = frontier.probe(net, teacher, [(a, *parse_arm(a)) for a in wanted[variant]],
+                                                    preset, task, progress=progress, stop=lambda: runtime.STOP.requested,
+                                                    log=lambda s: print(s, file=sys.stderr))
+            if any(p is None for p in probe.values()):
+                probe = None   # stopped part-way: redone whole on --resume
             else:
-                append({"run": "probe", "kind": "probe", "data": probe})
+                append({"run": "probe", "kind": "probe", "data": probe, "seconds": sum(p["seconds"] for p in probe.values())})
                 print(f"probe: {len(methods) + len(controls)} arm(s) in "
                       f"{sum(p['seconds'] for p in probe.values()):.0f}s", file=sys.stderr)
 
@@ -1031,7 +1070,7 @@ def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, aga
                 done.add(key)
                 if not progress:
                     print(f"{key}: {status}", file=sys.stderr)
-        else:
+        elif not runtime.STOP.requested:
             run_parallel(todo, jobs, models, teacher, preset, evalsets, task, refs, append, done, device)
     complete = all(run_key(*r) in done for r in runs)
 

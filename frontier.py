@@ -108,14 +108,15 @@ def power(sd_diff, delta=0.02, alpha=0.05, target=0.8):
     `delta` with probability `target`, given the standard deviation of the per-seed
     differences; and the difference detectable with 5 seeds. Student-t quantiles, iterated."""
     from statistics import NormalDist
-    if not sd_diff or sd_diff <= 0:
+    if sd_diff is None or not sd_diff >= 0:
         return {"sd_diff": sd_diff, "seeds_needed": None, "detectable_with_5": None}
     z = NormalDist().inv_cdf
-    n = 2
     for n in range(2, 1000):
         t_a, t_b = _t_quantile(1 - alpha / 2, n - 1), _t_quantile(target, n - 1)
         if (t_a + t_b) * sd_diff / math.sqrt(n) <= delta:
             break
+    else:
+        n = None   # more than 999 seeds
     five = (_t_quantile(1 - alpha / 2, 4) + _t_quantile(target, 4)) * sd_diff / math.sqrt(5)
     return {"sd_diff": sd_diff, "delta": delta, "seeds_needed": n, "detectable_with_5": five,
             "z_approx_seeds": math.ceil(((z(1 - alpha / 2) + z(target)) * sd_diff / delta) ** 2)}
@@ -163,6 +164,13 @@ def _betainc(a, b, x):
 
 # ---------------------------------------------------------------- the one-update probe
 
+def leak_sum(checks):
+    """The leak rate as the runs log it: the rate of hint citations plus the rate of answers
+    without work (a response that does both counts twice; docs/METHODS.md)."""
+    n = max(1, len(checks))
+    return sum(c.cites_hint for c in checks) / n + sum(c.no_work for c in checks) / n
+
+
 def _flat_grad(scalar, params, retain=False):
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(scalar, params, retain_graph=retain)])
 
@@ -172,13 +180,12 @@ def _rollouts(student, problems_iter, n_batches, prompts, cfg, generator):
             for _ in range(n_batches)]
 
 
-def yardstick_grads(net, roll, group_size):
-    """Gradients, with respect to net's parameters, of four held-out log-prob averages:
-    in failed responses with a located first wrong step, the mean log-prob of that step's
-    tokens ("wrong") and of the correct tokens before it ("right"); under the plain prompts
-    of those samples, the log-prob of the two shift openings, a hint citation "H<answer>;"
-    ("cite") and a bare "A:" ("nowork"). Returns ({name: flat gradient}, counts)."""
-    params = [p for p in net.parameters()]
+def yardsticks(net, roll, group_size):
+    """Four held-out log-prob averages, as tensors with net's graph: in failed responses
+    with a located first wrong step, the mean log-prob of that step's tokens ("wrong") and
+    of the correct tokens before it ("right"); under the plain prompts of those samples,
+    the log-prob of the two shift openings, a hint citation "H<answer>;" ("cite") and a
+    bare "A:" ("nowork"). Returns ({name: scalar}, counts)."""
     net.eval()
     logp = model.token_logprobs(rlsd.response_logits(net, roll.contexts, roll.tokens), roll.tokens)
     wrong, right = [], []
@@ -192,8 +199,7 @@ def yardstick_grads(net, roll, group_size):
     probs = roll.problems[::group_size]   # one per group: the openings under the plain prompt
     out = {}
     if wrong:
-        out["wrong"] = _flat_grad(torch.stack(wrong).mean(), params, retain=True)
-        out["right"] = _flat_grad(torch.stack(right).mean(), params)
+        out["wrong"], out["right"] = torch.stack(wrong).mean(), torch.stack(right).mean()
     for name, text in (("cite", lambda p: f"H{verify.num(p.value)};"), ("nowork", lambda p: "A:")):
         ids = [verify.encode(text(p)) for p in probs]
         T = max(map(len, ids))
@@ -202,11 +208,35 @@ def yardstick_grads(net, roll, group_size):
         for i, t in enumerate(ids):
             tokens[i, :len(t)], mask[i, :len(t)] = torch.tensor(t), 1.0
         lp = model.token_logprobs(rlsd.response_logits(net, [verify.prompt_ids(p) for p in probs], tokens), tokens)
-        out[name] = _flat_grad(((lp * mask).sum(1)).mean(), params)   # log-prob of the whole opening
+        out[name] = ((lp * mask).sum(1)).mean()   # log-prob of the whole opening
     return out, {"failed_responses": len(wrong), "prompts": len(probs)}
 
 
-def probe(student, teacher, arms, preset, task, seed=0, progress=False, log=print):
+def yardstick_grads(net, roll, group_size):
+    """The gradients of the yardsticks with respect to net's parameters, flattened."""
+    values, counts = yardsticks(net, roll, group_size)
+    params = list(net.parameters())
+    names = list(values)
+    return {k: _flat_grad(values[k], params, retain=i + 1 < len(names)) for i, k in enumerate(names)}, counts
+
+
+def probe_samples(student, preset, task, seed=0):
+    """The probe's samples of the student, drawn once: the fixed batches, the large-batch
+    gradient's batches and the held-out yardstick rollout, each from `train` problems of a
+    seed of its own (none of the seeds the RL runs, the evaluation or figure 2 use)."""
+    G, P = preset.group_size, preset.prompts_per_step
+    cfg0 = rlsd.RLConfig(group_size=G)
+    gen = torch.Generator(device=student.wte.weight.device).manual_seed(seed)
+    batches = _rollouts(student, verify.iter_problems("train", seed=50_000 + seed, cfg=task), preset.probe_batches,
+                        P, cfg0, gen)
+    big = _rollouts(student, verify.iter_problems("train", seed=60_000 + seed, cfg=task),
+                    max(1, preset.probe_big // (P * G)), P, cfg0, gen)
+    held = rlsd.rollout(student, verify.make_problems("train", max(8, preset.probe_big // (4 * G)),
+                                                      seed=70_000 + seed, cfg=task), cfg0, gen)
+    return batches, big, held
+
+
+def probe(student, teacher, arms, preset, task, seed=0, progress=False, log=print, stop=None):
     # arms: (label, method, overrides) triples, as compare_methods.parse_arm reads them
     """The one-update probe (docs/METHODS.md, "The frontier's measurements"). From the
     student's weights, each arm's loss gradient g on each of preset.probe_batches fixed
@@ -219,33 +249,28 @@ def probe(student, teacher, arms, preset, task, seed=0, progress=False, log=prin
     import time
     t0 = time.time()
     G, P = preset.group_size, preset.prompts_per_step
-    cfg0 = rlsd.RLConfig(group_size=G)
-    gen = torch.Generator(device=student.wte.weight.device).manual_seed(seed)
+    batches, big, held = probe_samples(student, preset, task, seed)
     net = copy.deepcopy(student)
     for p in net.parameters():
         p.requires_grad_(True)
-    # the fixed batches, the large-batch gradient's samples, and the held-out yardstick samples
-    batches = _rollouts(student, verify.iter_problems("train", seed=50_000 + seed, cfg=task), preset.probe_batches,
-                        P, cfg0, gen)
-    big = _rollouts(student, verify.iter_problems("train", seed=60_000 + seed, cfg=task),
-                    max(1, preset.probe_big // (P * G)), P, cfg0, gen)
-    held = rlsd.rollout(student, verify.make_problems("train", max(8, preset.probe_big // (4 * G)),
-                                                      seed=70_000 + seed, cfg=task), cfg0, gen)
     yard, counts = yardstick_grads(net, held, G)
     all_checks = [c for r in batches + big + [held] for c in r.checks]
     out = {"batches": len(batches), "batch_size": P * G, "big_samples": sum(len(r.problems) for r in big),
            "held_out_samples": len(held.problems), **counts,
-           "background_leak": verify.leak_rate(all_checks), "background_samples": len(all_checks),
+           "background_leak": leak_sum(all_checks), "background_samples": len(all_checks),
            "base_reward": float(np.mean([r.rewards.mean().item() for r in batches])), "arms": {}}
     # the large-batch GRPO gradient: the mean of its batches' gradients
     grpo = rlsd.make_state(student, rlsd.RLConfig(method="rlvr", group_size=G), seed=seed)
     params = [p for p in grpo.policy.parameters()]
     g_big = sum(_flat_grad(rlsd.step_loss(grpo, r)[0], params) for r in big) / len(big)
     for arm, name, over in arms:
+        if stop is not None and stop():
+            return None   # asked to stop: the probe is redone whole on --resume
         cfg = rlsd.RLConfig(method=name, group_size=G, lr=preset.lr, **over)
         state = rlsd.make_state(student, cfg, opd_teacher=teacher, seed=seed)
         params = [p for p in state.policy.parameters()]
-        per = {k: [] for k in ("wrong", "right", "blame", "cite", "nowork", "cos_big", "grad_norm")}
+        per = {k: [] for k in ("wrong", "right", "blame", "cite", "nowork", "cos_big", "grad_norm",
+                               "blame_adam", "cite_adam", "nowork_adam")}
         for roll in batches:
             state.alpha = cfg.alpha   # each batch from the same starting state
             g = _flat_grad(rlsd.step_loss(state, roll)[0], params)
@@ -257,9 +282,13 @@ def probe(student, teacher, arms, preset, task, seed=0, progress=False, log=prin
                         per[k].append(None)
                 continue
             d = -g / norm
+            adam = -torch.sign(g) / math.sqrt(g.numel())   # AdamW's first step, at unit length
             for k in ("wrong", "right", "cite", "nowork"):
                 per[k].append((yard[k] @ d).item() if k in yard else None)
             per["blame"].append(per["right"][-1] - per["wrong"][-1] if "wrong" in yard else None)
+            per["blame_adam"].append(((yard["right"] - yard["wrong"]) @ adam).item() if "wrong" in yard else None)
+            per["cite_adam"].append((yard["cite"] @ adam).item())
+            per["nowork_adam"].append((yard["nowork"] @ adam).item())
             per["cos_big"].append((g @ g_big).item() / (norm * g_big.norm().item()) if g_big.norm() > 0 else None)
         out["arms"][arm] = {k: {**bootstrap_ci(v), "per_batch": v} for k, v in per.items()}
         if progress:
@@ -322,6 +351,8 @@ def family_color(arm, arms):
     method = arm.partition(":")[0]
     cmap = {"rlvr": "Blues", "rlsd": "Purples", "rlvr+opsd": "Oranges", "opsd": "Reds", "opd": "Greens"}.get(method, "Greys")
     same = [a for a in arms if a.partition(":")[0] == method]
+    if arm not in same:   # e.g. a control arm whose main run did not finish
+        same.append(arm)
     shade = 0.85 if len(same) == 1 else 0.45 + 0.5 * same.index(arm) / (len(same) - 1)
     return matplotlib.colormaps[cmap](shade)
 
