@@ -98,7 +98,7 @@ FRONTIER_ARMS = (
     "rlsd:lam_kind=constant,lam0=1,eps_w=0.5", "rlsd:lam_kind=constant,lam0=1,eps_w=1",
     "rlsd:lam_kind=constant,lam0=1,eps_w=3", "rlsd:hint=solution", "rlsd:hint=none",
     "rlvr+opsd:alpha=0.01", "rlvr+opsd:alpha=0.03", "rlvr+opsd:alpha=0.1", "rlvr+opsd:alpha=0.3",
-    "rlvr+opsd:alpha=1", "rlvr+opsd:alpha=1,alpha_leak_threshold=0.05",
+    "rlvr+opsd:alpha=1", "rlvr+opsd:alpha=3", "rlvr+opsd:alpha=10", "rlvr+opsd:alpha=1,alpha_leak_threshold=0.05",
     "opsd", "opsd:hint=solution")
 PRESETS["frontier"] = replace(PRESETS["default"], seeds=5, eval_every=20, eval_n=500, arms=FRONTIER_ARMS,
                               control_arms=("opsd", "rlvr+opsd:alpha=1", "rlsd:lam_kind=constant,lam0=1,eps_w=3"),
@@ -514,14 +514,17 @@ def frontier_stats(by_run, runs, S, probe):
     """Per arm and variant: each finished run's statistics (frontier.run_stats, leak onset
     against that student's background leak from the probe), and for the main student each
     arm minus RLVR, paired by seed, with bootstrap 95% intervals."""
-    out = {"per_seed": {}, "vs_rlvr": {}, "onset_factor": frontier.ONSET_FACTOR, "leak_window": frontier.LEAK_WINDOW}
+    preset = S["preset"]
+    out = {"per_seed": {}, "vs_rlvr": {}, "onset_factor": frontier.ONSET_FACTOR, "leak_window": frontier.LEAK_WINDOW,
+           "onset_min_count": frontier.ONSET_MIN_COUNT}
     for variant, method, seed in runs:
         key = run_key(variant, method, seed)
         if S["runs"][key]["status"] != "done":
             continue
         bg = probe.get(variant, {}).get("background_leak")
         name = method if variant == "main" else f"{method}/control"
-        out["per_seed"].setdefault(name, {})[str(seed)] = frontier.run_stats(by_run[key], bg)
+        out["per_seed"].setdefault(name, {})[str(seed)] = frontier.run_stats(by_run[key], bg,
+                                                                            preset["prompts_per_step"] * preset["group_size"])
     ref = out["per_seed"].get("rlvr")
     if ref:
         for name, per in out["per_seed"].items():
@@ -953,8 +956,9 @@ def start_log(log_path, header, resume):
     rows = read_log(log_path) if resume else []
     old = next((r for r in rows if r["kind"] == "header"), None)
     header = json.loads(json.dumps(header))   # as it reads back (tuples become lists)
-    if resume and old is not None and {k: v for k, v in old.items() if k != "methods"} != \
-            {k: v for k, v in header.items() if k != "methods"}:
+    # the arms may differ (runs are kept by arm); every other setting must not
+    same = lambda h: {k: ({**v, "arms": None} if k == "preset" else v) for k, v in h.items() if k != "methods"}
+    if resume and old is not None and same(old) != same(header):
         raise ValueError(f"{log_path} was made with other settings (preset, steps, seeds or base models); "
                          f"rerun without --resume, or give another --out")
     done = {r["run"] for r in rows if r["kind"] == "end" and r.get("status") == "done"}

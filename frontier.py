@@ -26,6 +26,7 @@ import verify
 
 LEAK_WINDOW = 10       # steps in the trailing window of the leak rate (64 samples a step by default)
 ONSET_FACTOR = 3.0     # leak onset: the window's rate first exceeds this times the base student's background
+ONSET_MIN_COUNT = 5    # ... and the window holds at least this many leaks: one stray sample is not an onset
 N_BOOT = 10_000        # bootstrap resamples for every interval
 
 
@@ -45,20 +46,24 @@ def bootstrap_ci(x, n_boot=N_BOOT, seed=0):
     return {"mean": float(x.mean()), "lo": float(lo), "hi": float(hi), "n": int(len(x))}
 
 
-def leak_onset(steps, background, window=LEAK_WINDOW, factor=ONSET_FACTOR):
+def leak_onset(steps, background, samples_per_step, window=LEAK_WINDOW, factor=ONSET_FACTOR,
+               min_count=ONSET_MIN_COUNT):
     """The first step at which the leak rate (hint citations plus answers without work)
-    averaged over the trailing `window` steps exceeds factor x background; None if never.
-    steps: a run's step rows in order. Only full windows count."""
+    averaged over the trailing `window` steps exceeds factor x background, with at least
+    min_count leaks in the window; None if never. The count guard matters when the
+    background is about one leak per window: then factor x background alone is passed by a
+    single stray sample. steps: a run's step rows in order. Only full windows count."""
     if background is None:
         return None
     leak = [r["cites_hint"] + r["no_work"] for r in steps]
     for i in range(window - 1, len(leak)):
-        if np.mean(leak[i - window + 1:i + 1]) > factor * background:
+        rate = float(np.mean(leak[i - window + 1:i + 1]))
+        if rate > factor * background and rate * window * samples_per_step >= min_count - 1e-9:
             return int(steps[i]["step"])
     return None
 
 
-def run_stats(rows, background):
+def run_stats(rows, background, samples_per_step):
     """One finished run's numbers, from its log rows."""
     evals = [r for r in rows if r["kind"] == "eval"]
     steps = [r for r in rows if r["kind"] == "step"]
@@ -69,7 +74,7 @@ def run_stats(rows, background):
     tail = steps[-LEAK_WINDOW:]
     return {"auc_greedy_test": auc, "final_greedy_test": evals[-1]["greedy_test"],
             "final_greedy_hard": evals[-1]["greedy_hard"], "final_sampled_test": evals[-1]["sampled_test"],
-            "leak_onset": leak_onset(steps, background),
+            "leak_onset": leak_onset(steps, background, samples_per_step),
             "final_leak": float(np.mean([r["cites_hint"] + r["no_work"] for r in tail])) if tail else None}
 
 

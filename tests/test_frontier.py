@@ -54,22 +54,26 @@ def _steps(leaks):
     return [{"kind": "step", "step": i, "cites_hint": c, "no_work": 0.0} for i, c in enumerate(leaks)]
 
 
-def test_leak_onset_uses_full_trailing_windows():
-    leak = [0.0] * 20 + [0.05] * 20
+def test_leak_onset_uses_full_trailing_windows_and_a_count_guard():
+    leak = [0.0] * 20 + [0.05] * 20   # 0.05 of 100 samples a step: 5 leaks a step
     # window 10, background 0.001: the trailing mean passes 0.003 once one 0.05 step is in it
-    assert frontier.leak_onset(_steps(leak), 0.001) == 20
+    assert frontier.leak_onset(_steps(leak), 0.001, 100) == 20
     # fewer steps than one window: no onset, whatever the rate
-    assert frontier.leak_onset(_steps([1.0] * 9), 0.001) is None
-    assert frontier.leak_onset(_steps([0.0] * 40), 0.001) is None
-    assert frontier.leak_onset(_steps(leak), None) is None
+    assert frontier.leak_onset(_steps([1.0] * 9), 0.001, 100) is None
+    assert frontier.leak_onset(_steps([0.0] * 40), 0.001, 100) is None
+    assert frontier.leak_onset(_steps(leak), None, 100) is None
     # threshold 3 x 0.011 = 0.033: six 0.05 steps in the window give 0.030, seven 0.035
-    assert frontier.leak_onset(_steps(leak), 0.011) == 26
+    assert frontier.leak_onset(_steps(leak), 0.011, 100) == 26
+    # one stray leak (1 of 64 samples) beats 3 x a tiny background, but is not an onset;
+    # five leaks in one window are
+    stray = [0.0] * 15 + [1 / 64] + [0.0] * 20 + [1 / 64] * 5 + [0.0] * 10
+    assert frontier.leak_onset(_steps(stray), 1e-4, 64) == 40
 
 
 def test_run_stats_area_and_finals_by_hand():
     rows = [{"kind": "eval", "step": s, "greedy_test": a, "greedy_hard": 0.5, "sampled_test": 0.4}
             for s, a in ((0, 0.8), (20, 0.9), (40, 0.7))] + _steps([0.0] * 30 + [0.1] * 10)
-    st = frontier.run_stats(rows, 0.001)
+    st = frontier.run_stats(rows, 0.001, 64)
     # trapezoid: (0.85 * 20 + 0.8 * 20) / 40
     assert st["auc_greedy_test"] == pytest.approx(0.825)
     assert st["final_greedy_test"] == 0.7 and st["final_leak"] == pytest.approx(0.1) and st["leak_onset"] == 30
