@@ -98,7 +98,7 @@ FRONTIER_ARMS = (
     "rlsd:lam_kind=constant,lam0=1,eps_w=0.5", "rlsd:lam_kind=constant,lam0=1,eps_w=1",
     "rlsd:lam_kind=constant,lam0=1,eps_w=3", "rlsd:hint=solution", "rlsd:hint=none",
     "rlvr+opsd:alpha=0.01", "rlvr+opsd:alpha=0.03", "rlvr+opsd:alpha=0.1", "rlvr+opsd:alpha=0.3",
-    "rlvr+opsd:alpha=1", "rlvr+opsd:alpha=3", "rlvr+opsd:alpha=10", "rlvr+opsd:alpha=1,alpha_leak_threshold=0.05",
+    "rlvr+opsd:alpha=1", "rlvr+opsd:alpha=3", "rlvr+opsd:alpha=10", "rlvr+opsd:alpha=10,alpha_leak_threshold=0.05",
     "opsd", "opsd:hint=solution")
 PRESETS["frontier"] = replace(PRESETS["default"], seeds=5, eval_every=20, eval_n=500, arms=FRONTIER_ARMS,
                               control_arms=("opsd", "rlvr+opsd:alpha=1", "rlsd:lam_kind=constant,lam0=1,eps_w=3"),
@@ -1032,24 +1032,29 @@ def _compare(preset, methods, device, out, ckpt_dir, resume, progress, argv, aga
 
         # 2b. the one-update probe (frontier.py), when the preset asks for it: every arm from
         # the main student, the control arms from the control student
-        probe = next((r["data"] for r in reversed(rows) if r["run"] == "probe"), None)
-        wanted = {"main": methods, "control": controls}
-        if probe is not None and not all(set(arms) <= set(probe.get(v, {}).get("arms", ())) for v, arms in wanted.items()
-                                         if arms):
-            probe = None   # a resume with other arms: probe them all again (the last probe row wins)
-        if probe is None and preset.probe_batches > 0 and not runtime.STOP.requested:
-            probe = {}
+        # (its samples are fixed by the seed, so a resume with more arms probes only those
+        # and merges them; the last probe row of the log wins)
+        old = next((r["data"] for r in reversed(rows) if r["run"] == "probe"), None) or {}
+        missing = {v: [a for a in arms if a not in old.get(v, {}).get("arms", {})]
+                   for v, arms in (("main", methods), ("control", controls))}
+        probe = old or None
+        if any(missing.values()) and preset.probe_batches > 0 and not runtime.STOP.requested:
+            new = {}
             for variant, net in (("main", student), ("control", control)):
-                if wanted[variant]:
-                    probe[variant] = frontier.probe(net, teacher, [(a, *parse_arm(a)) for a in wanted[variant]],
-                                                    preset, task, progress=progress, stop=lambda: runtime.STOP.requested,
-                                                    log=lambda s: print(s, file=sys.stderr))
-            if any(p is None for p in probe.values()):
-                probe = None   # stopped part-way: redone whole on --resume
+                if missing[variant]:
+                    new[variant] = frontier.probe(net, teacher, [(a, *parse_arm(a)) for a in missing[variant]],
+                                                  preset, task, progress=progress, stop=lambda: runtime.STOP.requested,
+                                                  log=lambda s: print(s, file=sys.stderr))
+            if any(p is None for p in new.values()):
+                probe = old or None   # stopped part-way: these arms are probed on --resume
             else:
-                append({"run": "probe", "kind": "probe", "data": probe, "seconds": sum(p["seconds"] for p in probe.values())})
-                print(f"probe: {len(methods) + len(controls)} arm(s) in "
-                      f"{sum(p['seconds'] for p in probe.values()):.0f}s", file=sys.stderr)
+                probe = dict(old)
+                for v, p in new.items():   # the samples and yardsticks are the same: only arms are added
+                    probe[v] = {**p, "arms": {**old[v]["arms"], **p["arms"]},
+                                "seconds": old[v]["seconds"] + p["seconds"]} if v in old else p
+                seconds = sum(p["seconds"] for p in new.values())
+                append({"run": "probe", "kind": "probe", "data": probe, "seconds": seconds})
+                print(f"probe: {sum(map(len, missing.values()))} arm(s) in {seconds:.0f}s", file=sys.stderr)
 
         # 3. the runs
         evalsets = {s: verify.make_problems(s, preset.eval_n, seed=30_000, cfg=task) for s in ("test", "hard")}

@@ -419,6 +419,7 @@ def draw_frontier(S, path):
     for ax in (axes[0], axes[2]):
         ax.axhline(bg, color="gray", ls=":", lw=1)
         ax.set_yscale("symlog", linthresh=0.01)
+        ax.set_ylim(bottom=0)
     axes[2].axvline(0, color="gray", lw=1)
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False,
                title="arms (squares, hollow: the control student,\nwhose hinted self has nothing to leak)",
@@ -513,8 +514,8 @@ def draw_knobs(S, path):
         axes[r, 1].set_title("leak onset (one dot per seed)", fontsize=10)
         axes[r, 2].set_title("leak rate, last 10 steps (mean, 95% interval)", fontsize=10)
     fig.suptitle(f"Dose-response: {S['preset']['seeds']} seeds, {steps} steps; onset = first step at which the "
-                 f"{F['leak_window']}-step leak rate exceeds {F['onset_factor']:g}x the base student's background",
-                 fontsize=10)
+                 f"{F['leak_window']}-step leak rate exceeds {F['onset_factor']:g}x the base student's background, "
+                 f"with at least {F.get('onset_min_count', 1)} leaks in the window", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -45,7 +45,8 @@ def test_the_reading_order_names_real_functions():
     sys.path.insert(0, ROOT)
     text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     section = text.split("## Reading order", 1)[1].split("\n## ", 1)[0]
-    modules = [importlib.import_module(m) for m in ("verify", "model", "rlsd", "train_tiny", "compare_methods")]
+    modules = [importlib.import_module(m) for m in ("verify", "model", "rlsd", "train_tiny", "compare_methods",
+                                                    "frontier")]
     names = [n for n in re.findall(r"`([A-Za-z_][\w.]*)`", section)
              if not n.endswith((".py", "/")) and not n.startswith("tests")]
     assert len(names) >= 20
@@ -66,8 +67,8 @@ def test_the_readme_stays_short():
 
 
 def test_the_readme_numbers_come_from_the_committed_run():
-    # every three-decimal number in README.md is a value of figures/summary.json or
-    # figures/bench_cpu.json (rounded as printed): no number typed by hand
+    # every three-decimal number in README.md is a value of figures/summary.json,
+    # figures/frontier/summary.json or figures/bench_cpu.json (rounded as printed): no number typed by hand
     import json
     values = set()
 
@@ -78,7 +79,7 @@ def test_the_readme_numbers_come_from_the_committed_run():
             [walk(v) for v in x]
         elif isinstance(x, float):
             values.update({f"{x:.3f}", f"{abs(x):.3f}"})
-    for f in ("figures/summary.json", "figures/bench_cpu.json"):
+    for f in ("figures/summary.json", "figures/bench_cpu.json", "figures/frontier/summary.json"):
         with open(os.path.join(ROOT, f)) as fh:
             walk(json.load(fh))
     text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()

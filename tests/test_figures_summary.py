@@ -49,3 +49,27 @@ def test_the_control_shows_no_leak_and_the_reward_methods_keep_their_gains(S):
     assert max(M["opsd/control"]["per_seed_last10_leak"]) < 0.01
     for m in ("rlvr", "opd", "rlsd"):
         assert M[m]["final_greedy_test_mean"] > M[m]["initial_greedy_test"], m
+
+
+FRONTIER = os.path.join(os.path.dirname(__file__), "..", "figures", "frontier")
+
+
+def test_the_committed_frontier_is_the_frontier_preset_complete_and_redraws(tmp_path):
+    """figures/frontier/ holds the frontier preset's summary (every arm, every seed, the
+    probe of every arm) and figures 5 and 6, which --redraw makes again from it alone."""
+    with open(os.path.join(FRONTIER, "summary.json")) as f:
+        F = json.load(f)
+    preset = compare_methods.PRESETS["frontier"]
+    assert F["complete"] and F["preset"]["seeds"] == preset.seeds >= 5
+    assert F["preset"]["eval_n"] >= 500 and F["preset"]["eval_every"] <= 25
+    for arm in preset.arms:
+        assert F["methods"][arm]["n_seeds"] == preset.seeds, arm
+        assert arm in F["probe"]["main"]["arms"]
+    assert F["probe"]["main"]["batches"] >= 50 and F["probe"]["main"]["big_samples"] >= 4096
+    for arm in preset.control_arms:
+        assert F["methods"][f"{arm}/control"]["n_seeds"] == preset.seeds
+    assert set(F["frontier"]["vs_rlvr"]) == set(preset.arms) - {"rlvr"}
+    (tmp_path / "summary.json").write_text(json.dumps(F))
+    assert compare_methods.main(["--redraw", str(tmp_path)]) == 0
+    for name in compare_methods.FRONTIER_FILES.values():
+        assert os.path.getsize(tmp_path / name) > 0 and os.path.getsize(os.path.join(FRONTIER, name)) > 0

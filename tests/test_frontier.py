@@ -222,40 +222,23 @@ def test_redraw_of_a_folder_without_a_summary_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "summary.json does not exist" in err
 
 
-def test_two_jobs_give_the_same_results_as_one(ckpt, tmp_path):
-    """--jobs only changes where runs execute: accuracies and rewards are identical, the
-    KL yardsticks equal to float32 round-off (one thread against two)."""
-    S = {}
-    for jobs in (1, 2):
-        out = str(tmp_path / f"j{jobs}")
-        assert compare_methods.main(["--preset", "smoke", "--quiet", "--methods", "rlvr,opsd", "--out", out,
-                                     "--checkpoints", ckpt, "--jobs", str(jobs)]) == 0
-        S[jobs] = json.load(open(os.path.join(out, "summary.json")))
-    assert S[1]["runs"].keys() == S[2]["runs"].keys()
-    for key, run in S[1]["runs"].items():
-        a, b = run["final_eval"], S[2]["runs"][key]["final_eval"]
-        for k in ("greedy_test", "greedy_hard", "sampled_test"):   # one problem may flip on round-off
-            assert a[k] == pytest.approx(b[k], abs=1.01 / 16)
-        for k in ("kl_hinted_initial", "kl_opd_teacher"):
-            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-7)
-    for name, m in S[1]["methods"].items():
-        assert m["last10_reward"] == pytest.approx(S[2]["methods"][name]["last10_reward"], abs=0.1)
-
-
 def _accuracies(S):
     return {k: (r["status"], r["steps"], {m: pytest.approx(r["final_eval"][m], abs=1.01 / 16)
                                           for m in ("greedy_test", "greedy_hard", "sampled_test")})
             for k, r in S["runs"].items()}
 
 
-def test_a_stopped_parallel_run_resumes_to_the_same_numbers(ckpt, tmp_path):
+def test_a_stopped_parallel_run_resumes_to_the_numbers_of_one_process(ckpt, tmp_path):
     """SIGTERM to a --jobs 2 run: both workers stop after their step, the finished runs are
-    kept, and --resume ends where an uninterrupted run ends."""
+    kept, and --resume ends where an uninterrupted one-process run ends (--jobs only changes
+    where runs execute: accuracies equal up to one problem flipped by float round-off, one
+    thread against two; the KL yardsticks to 1e-5)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     args = ["--preset", "smoke", "--quiet", "--no-controls", "--methods", "rlvr,opsd", "--steps", "12",
-            "--checkpoints", ckpt, "--jobs", "2"]
+            "--checkpoints", ckpt]
     ref, cut = str(tmp_path / "ref"), str(tmp_path / "cut")
-    assert compare_methods.main(args + ["--out", ref]) == 0
+    assert compare_methods.main(args + ["--out", ref, "--jobs", "1"]) == 0
+    args += ["--jobs", "2"]
     proc = subprocess.Popen([sys.executable, "compare_methods.py", *args, "--out", cut], cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     log, t0 = os.path.join(cut, "metrics.jsonl"), time.time()
@@ -270,5 +253,8 @@ def test_a_stopped_parallel_run_resumes_to_the_same_numbers(ckpt, tmp_path):
     rows = [json.loads(line) for line in open(log)]
     assert not any(r["kind"] == "end" and r["run"].startswith("main/opsd") for r in rows)   # cut short, redone
     assert compare_methods.main(args + ["--out", cut, "--resume"]) == 0
-    assert _accuracies(json.load(open(os.path.join(ref, "summary.json")))) == \
-        _accuracies(json.load(open(os.path.join(cut, "summary.json"))))
+    S1, S2 = (json.load(open(os.path.join(d, "summary.json"))) for d in (ref, cut))
+    assert _accuracies(S1) == _accuracies(S2)
+    for key, run in S1["runs"].items():
+        for k in ("kl_hinted_initial", "kl_opd_teacher"):
+            assert run["final_eval"][k] == pytest.approx(S2["runs"][key]["final_eval"][k], rel=1e-5, abs=1e-7)
