@@ -16,6 +16,7 @@ compare_methods.py calls all of it; nothing here changes how a method trains.
 """
 import copy
 import math
+import time
 
 import numpy as np
 import torch
@@ -242,16 +243,15 @@ def probe_samples(student, preset, task, seed=0):
 
 
 def probe(student, teacher, arms, preset, task, seed=0, progress=False, log=print, stop=None):
-    # arms: (label, method, overrides) triples, as compare_methods.parse_arm reads them
     """The one-update probe (docs/METHODS.md, "The frontier's measurements"). From the
     student's weights, each arm's loss gradient g on each of preset.probe_batches fixed
     batches (the same rollouts for every arm), through rlsd.step_loss, exactly the loop's
     loss at step 0. The update is a step along -g of unit length, and what it changes is
     read to first order, <grad M, -g/|g|>, for each held-out yardstick M (yardstick_grads:
     first-wrong-step and correct-prefix log-probs, shift openings), plus the cosine between
-    g and a large-batch GRPO gradient over preset.probe_big other samples. All samples are
-    from `train` problems no RL run sees (seeds of their own). Returns the summary entry."""
-    import time
+    g and a large-batch GRPO gradient over preset.probe_big other samples (probe_samples).
+    arms: (label, method, overrides) triples, as compare_methods.parse_arm reads them.
+    Returns the summary entry, or None if stop() turned true between arms."""
     t0 = time.time()
     G, P = preset.group_size, preset.prompts_per_step
     batches, big, held = probe_samples(student, preset, task, seed)
