@@ -329,11 +329,17 @@ def power_from_summary(S, delta=0.02, leaky=("opsd",)):
 SYMBOLS = {"lam0": "λ", "eps_w": "ε_w", "alpha": "α", "lam_decay_steps": "decay", "refresh_every": "refresh"}
 
 
+def _split_arm(arm):
+    """'rlsd:eps_w=1,lam0=1' -> ('rlsd', {'eps_w': '1', 'lam0': '1'}): an arm's text as the
+    figures need it (compare_methods.parse_arm checks and types it before any run)."""
+    method, _, rest = arm.partition(":")
+    return method, dict(kv.split("=", 1) for kv in rest.split(",")) if rest else {}
+
+
 def short_label(arm):
     """A compact name for crowded figures: 'rlsd:lam_kind=constant,lam0=1,eps_w=3' ->
     'RLSD λ=1 const, ε_w=3'."""
-    method, _, rest = arm.partition(":")
-    over = dict(kv.split("=", 1) for kv in rest.split(",")) if rest else {}
+    method, over = _split_arm(arm)
     name = {"rlvr": "GRPO", "opd": "OPD", "opsd": "OPSD", "rlsd": "RLSD", "rlvr+opsd": "GRPO+OPSD"}.get(method, method)
     parts = []
     if method == "rlsd" and not over:
@@ -435,8 +441,7 @@ def draw_frontier(S, path):
 def _dose(arm):
     """(family, dose) of an arm in figure 6, or None: RLVR+OPSD by alpha, RLSD with constant
     lam by lam x eps_w."""
-    method, _, rest = arm.partition(":")
-    over = dict(kv.split("=", 1) for kv in rest.split(",")) if rest else {}
+    method, over = _split_arm(arm)
     if method == "rlvr+opsd" and "alpha_leak_threshold" not in over and set(over) <= {"alpha"}:
         return "rlvr+opsd", float(over.get("alpha", rlsd.RLConfig.alpha))
     if method == "rlsd" and over.get("lam_kind") == "constant" and set(over) <= {"lam_kind", "lam0", "eps_w"}:
@@ -471,10 +476,11 @@ def draw_knobs(S, path):
         leak = _mean_ci(per, "final_leak")
         axes[r, 2].errorbar(dose, leak["mean"], yerr=_err(leak), fmt="o", color=c, capsize=3)
     # the arms that are not on a dose axis, drawn as stars where they start
-    apart = {"rlvr+opsd": [(a, float(dict(kv.split("=") for kv in a.partition(":")[2].split(","))["alpha"]),
-                            "adaptive: α halves when the step's leak > " + a.rsplit("=", 1)[1])
-                           for a in F["per_seed"] if a.startswith("rlvr+opsd:") and "alpha_leak_threshold" in a
-                           and "alpha=" in a and not a.endswith("/control")],
+    adaptive = [(a, _split_arm(a)[1]) for a in F["per_seed"] if not a.endswith("/control")
+                and _split_arm(a)[0] == "rlvr+opsd" and "alpha_leak_threshold" in _split_arm(a)[1]]
+    apart = {"rlvr+opsd": [(a, float(o.get("alpha", rlsd.RLConfig.alpha)),
+                            f"adaptive: α halves when the step's leak > {o['alpha_leak_threshold']}")
+                           for a, o in adaptive],
              "rlsd": [("rlsd", rlsd.RLConfig.lam0 * rlsd.RLConfig.eps_w,
                        f"paper schedule: λ {rlsd.RLConfig.lam0:g} -> 0 in {rlsd.RLConfig.lam_decay_steps} steps")]
              if "rlsd" in F["per_seed"] else []}
