@@ -1,18 +1,20 @@
-"""frontier.py: how much dense credit before leakage. The one-update probe, the paired
-statistics of a sweep of arms, and figures 5 and 6 (README, "Where dense credit stops
-being free"; docs/METHODS.md, "The frontier's measurements").
+"""frontier.py: how much dense credit before leakage. The one-update probe and the paired
+statistics of a sweep of arms (README, "Where dense credit stops being free";
+docs/METHODS.md, "The frontier's measurements"); figures.py draws them (figures 5 and 6).
 
-  probe          from the base student's weights, one gradient per arm on the same fixed
-                 batches of rollouts, read against three yardsticks measured on other
-                 samples: (a) where a failed response's blame lands, (b) the first
-                 derivative of the leak, (c) agreement with a large-batch GRPO gradient
-  run_stats      per run: area under the accuracy curve, final accuracies, leak onset and
-                 final leak rate, from the logged rows
-  paired         each arm against RLVR, paired by seed, with a bootstrap 95% interval
-  power          how many seeds a 2-point difference needs, from a run's seed spread
-  draw_frontier  fig5_frontier.png and fig6_knobs.png, from summary.json alone
+  probe           from the base student's weights, one gradient per arm on the same fixed
+                  batches of rollouts, read against three yardsticks measured on other
+                  samples: (a) where a failed response's blame lands, (b) the first
+                  derivative of the leak, (c) agreement with a large-batch GRPO gradient
+  merge_probe     a resumed probe: the arms probed before, plus the new ones
+  run_stats       per run: area under the accuracy curve, final accuracies, leak onset and
+                  final leak rate, from the logged rows
+  paired          each arm against RLVR, paired by seed, with a bootstrap 95% interval
+  power           how many seeds a 2-point difference needs, from a run's seed spread
+  frontier_stats  all of the above for a summary.json
 
-compare_methods.py calls all of it; nothing here changes how a method trains.
+compare_methods.py calls it only when the preset probes; nothing here changes how a method
+trains.
 """
 import copy
 import math
@@ -21,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+import experiment
 import model
 import rlsd
 import verify
@@ -56,7 +59,7 @@ def leak_onset(steps, background, samples_per_step, window=LEAK_WINDOW, factor=O
     single stray sample. steps: a run's step rows in order. Only full windows count."""
     if background is None:
         return None
-    leak = [r["cites_hint"] + r["no_work"] for r in steps]
+    leak = [r["leak"] for r in steps]
     for i in range(window - 1, len(leak)):
         rate = float(np.mean(leak[i - window + 1:i + 1]))
         if rate > factor * background and rate * window * samples_per_step >= min_count - 1e-9:
@@ -76,7 +79,7 @@ def run_stats(rows, background, samples_per_step):
     return {"auc_greedy_test": auc, "final_greedy_test": evals[-1]["greedy_test"],
             "final_greedy_hard": evals[-1]["greedy_hard"], "final_sampled_test": evals[-1]["sampled_test"],
             "leak_onset": leak_onset(steps, background, samples_per_step),
-            "final_leak": float(np.mean([r["cites_hint"] + r["no_work"] for r in tail])) if tail else None}
+            "final_leak": float(np.mean([r["leak"] for r in tail])) if tail else None}
 
 
 STAT_KEYS = ("auc_greedy_test", "final_greedy_test", "final_greedy_hard", "final_sampled_test", "final_leak")
@@ -170,13 +173,6 @@ def _betainc(a, b, x):
 
 # ---------------------------------------------------------------- the one-update probe
 
-def leak_sum(checks):
-    """The leak rate as the runs log it: the rate of hint citations plus the rate of answers
-    without work (a response that does both counts twice; docs/METHODS.md)."""
-    n = max(1, len(checks))
-    return sum(c.cites_hint for c in checks) / n + sum(c.no_work for c in checks) / n
-
-
 def _flat_grad(scalar, params, retain=False):
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(scalar, params, retain_graph=retain)])
 
@@ -242,7 +238,7 @@ def probe_samples(student, preset, task, seed=0):
     return batches, big, held
 
 
-def probe(student, teacher, arms, preset, task, seed=0, progress=False, log=print, stop=None):
+def probe(student, teacher, arms, preset, *, task, seed=0, progress=False, log=print, stop=None):
     """The one-update probe (docs/METHODS.md, "The frontier's measurements"). From the
     student's weights, each arm's loss gradient g on each of preset.probe_batches fixed
     batches (the same rollouts for every arm), through rlsd.step_loss, exactly the loop's
@@ -250,8 +246,8 @@ def probe(student, teacher, arms, preset, task, seed=0, progress=False, log=prin
     read to first order, <grad M, -g/|g|>, for each held-out yardstick M (yardstick_grads:
     first-wrong-step and correct-prefix log-probs, shift openings), plus the cosine between
     g and a large-batch GRPO gradient over preset.probe_big other samples (probe_samples).
-    arms: (label, method, overrides) triples, as compare_methods.parse_arm reads them.
-    Returns the summary entry, or None if stop() turned true between arms."""
+    arms: arm strings (experiment.parse_arm). Returns the summary entry, or None if stop()
+    turned true between arms."""
     t0 = time.time()
     G, P = preset.group_size, preset.prompts_per_step
     batches, big, held = probe_samples(student, preset, task, seed)
@@ -262,44 +258,91 @@ def probe(student, teacher, arms, preset, task, seed=0, progress=False, log=prin
     all_checks = [c for r in batches + big + [held] for c in r.checks]
     out = {"batches": len(batches), "batch_size": P * G, "big_samples": sum(len(r.problems) for r in big),
            "held_out_samples": len(held.problems), **counts,
-           "background_leak": leak_sum(all_checks), "background_samples": len(all_checks),
+           "background_leak": verify.leak_rate(all_checks), "background_samples": len(all_checks),
            "base_reward": float(np.mean([r.rewards.mean().item() for r in batches])), "arms": {}}
     # the large-batch GRPO gradient: the mean of its batches' gradients
     grpo = rlsd.make_state(student, rlsd.RLConfig(method="rlvr", group_size=G), seed=seed)
-    params = [p for p in grpo.policy.parameters()]
-    g_big = sum(_flat_grad(rlsd.step_loss(grpo, r)[0], params) for r in big) / len(big)
-    for arm, name, over in arms:
+    g_big = sum(_loss_grad(grpo, r) for r in big) / len(big)
+    for arm in arms:
         if stop is not None and stop():
             return None   # asked to stop: the probe is redone whole on --resume
-        cfg = rlsd.RLConfig(method=name, group_size=G, lr=preset.lr, **over)
-        state = rlsd.make_state(student, cfg, opd_teacher=teacher, seed=seed)
-        params = [p for p in state.policy.parameters()]
-        per = {k: [] for k in ("wrong", "right", "blame", "cite", "nowork", "cos_big", "grad_norm",
-                               "blame_adam", "cite_adam", "nowork_adam")}
-        for roll in batches:
-            state.alpha = cfg.alpha   # each batch from the same starting state
-            g = _flat_grad(rlsd.step_loss(state, roll)[0], params)
-            norm = g.norm().item()
-            per["grad_norm"].append(norm)
-            if norm == 0:   # no signal in this batch (every group all right or all wrong): kept as None
-                for k in per:  # so that per_batch lists stay aligned across arms
-                    if k != "grad_norm":
-                        per[k].append(None)
-                continue
-            d = -g / norm
-            adam = -torch.sign(g) / math.sqrt(g.numel())   # AdamW's first step, at unit length
-            for k in ("wrong", "right", "cite", "nowork"):
-                per[k].append((yard[k] @ d).item() if k in yard else None)
-            per["blame"].append(per["right"][-1] - per["wrong"][-1] if "wrong" in yard else None)
-            per["blame_adam"].append(((yard["right"] - yard["wrong"]) @ adam).item() if "wrong" in yard else None)
-            per["cite_adam"].append((yard["cite"] @ adam).item())
-            per["nowork_adam"].append((yard["nowork"] @ adam).item())
-            per["cos_big"].append((g @ g_big).item() / (norm * g_big.norm().item()) if g_big.norm() > 0 else None)
+        state = rlsd.make_state(student, experiment.arm_config(arm, preset), opd_teacher=teacher, seed=seed)
+        per = _probe_arm(state, batches, yard, g_big)
         out["arms"][arm] = {k: {**bootstrap_ci(v), "per_batch": v} for k, v in per.items()}
         if progress:
             log(f"probe {arm}: blame {out['arms'][arm]['blame']['mean']}, cite {out['arms'][arm]['cite']['mean']}, "
                 f"cos {out['arms'][arm]['cos_big']['mean']}")
     out["seconds"] = time.time() - t0
+    return out
+
+
+def _loss_grad(state, roll):
+    """The gradient of the loop's step-0 loss on one batch, flattened: the teacher pass,
+    then rlsd.step_loss, as train_step calls them."""
+    return _flat_grad(rlsd.step_loss(state, roll, rlsd.teacher_pass(state, roll))[0], list(state.policy.parameters()))
+
+
+def _probe_arm(state, batches, yard, g_big):
+    """One arm's readings, batch by batch; a batch with no gradient reads None."""
+    per = {k: [] for k in ("wrong", "right", "blame", "cite", "nowork", "cos_big", "grad_norm",
+                           "blame_adam", "cite_adam", "nowork_adam")}
+    for roll in batches:
+        # each batch from the loop's step 0: alpha as configured, halved if this batch leaks
+        state.alpha = state.cfg.alpha
+        state.alpha = rlsd.adapted_alpha(state, verify.leak_rate(roll.checks))
+        g = _loss_grad(state, roll)
+        norm = g.norm().item()
+        per["grad_norm"].append(norm)
+        if norm == 0:   # no signal in this batch (every group all right or all wrong): kept as None
+            for k in per:  # so that per_batch lists stay aligned across arms
+                if k != "grad_norm":
+                    per[k].append(None)
+            continue
+        d = -g / norm
+        adam = -torch.sign(g) / math.sqrt(g.numel())   # AdamW's first step, at unit length
+        for k in ("wrong", "right", "cite", "nowork"):
+            per[k].append((yard[k] @ d).item() if k in yard else None)
+        per["blame"].append(per["right"][-1] - per["wrong"][-1] if "wrong" in yard else None)
+        per["blame_adam"].append(((yard["right"] - yard["wrong"]) @ adam).item() if "wrong" in yard else None)
+        per["cite_adam"].append((yard["cite"] @ adam).item())
+        per["nowork_adam"].append((yard["nowork"] @ adam).item())
+        per["cos_big"].append((g @ g_big).item() / (norm * g_big.norm().item()) if g_big.norm() > 0 else None)
+    return per
+
+
+def merge_probe(old, new):
+    """A resumed probe: the samples and yardsticks are the same (fixed by the seed), so only
+    the newly probed arms are added to each student's entry."""
+    probe = dict(old)
+    for v, p in new.items():
+        probe[v] = {**p, "arms": {**old[v]["arms"], **p["arms"]},
+                    "seconds": old[v]["seconds"] + p["seconds"]} if v in old else p
+    return probe
+
+
+def frontier_stats(by_run, runs, S, probe):
+    """Per arm and student: each finished run's statistics (run_stats, leak onset against
+    that student's background leak from the probe), and for the main student each arm
+    minus RLVR, paired by seed, with bootstrap 95% intervals; the probe's readings minus
+    RLVR's; the power analysis."""
+    preset = S["preset"]
+    out = {"per_seed": {}, "vs_rlvr": {}, "onset_factor": ONSET_FACTOR, "leak_window": LEAK_WINDOW,
+           "onset_min_count": ONSET_MIN_COUNT}
+    for variant, arm, seed in runs:
+        key = experiment.run_key(variant, arm, seed)
+        if S["runs"][key]["status"] != "done":
+            continue
+        bg = probe.get(variant, {}).get("background_leak")
+        name = arm if variant == "main" else f"{arm}/control"
+        samples = preset["prompts_per_step"] * preset["group_size"]
+        out["per_seed"].setdefault(name, {})[str(seed)] = run_stats(by_run[key], bg, samples)
+    ref = out["per_seed"].get("rlvr")
+    if ref:
+        for name, per in out["per_seed"].items():
+            if not name.endswith("/control") and name != "rlvr":
+                out["vs_rlvr"][name] = paired(per, ref)
+    out["probe_vs_rlvr"] = probe_vs(probe["main"]) if "main" in probe else {}
+    out["power"] = power_from_summary(S)
     return out
 
 
@@ -315,213 +358,10 @@ def power_from_summary(S, delta=0.02, leaky=("opsd",)):
             finals.setdefault(arm, {})[seed] = run["final_eval"]["greedy_test"]
     ref = finals.get("rlvr", {})
     diffs = {arm: [v[s] - ref[s] for s in v if s in ref] for arm, v in finals.items()
-             if arm != "rlvr" and arm.partition(":")[0] not in leaky}
+             if arm != "rlvr" and experiment.method_of(arm) not in leaky}
     # pooled variance of the differences around each arm's own mean difference
     ss = sum(float(np.sum((np.array(d) - np.mean(d)) ** 2)) for d in diffs.values() if len(d) > 1)
     dof = sum(len(d) - 1 for d in diffs.values() if len(d) > 1)
     sd = math.sqrt(ss / dof) if dof else None
     rlvr_sd = float(np.std(list(ref.values()), ddof=1)) if len(ref) > 1 else None
     return {**power(sd, delta), "pooled_over": sorted(diffs), "dof": dof, "rlvr_seed_sd": rlvr_sd}
-
-
-# ---------------------------------------------------------------- figures 5 and 6
-
-SYMBOLS = {"lam0": "λ", "eps_w": "ε_w", "alpha": "α", "lam_decay_steps": "decay", "refresh_every": "refresh"}
-
-
-def _split_arm(arm):
-    """'rlsd:eps_w=1,lam0=1' -> ('rlsd', {'eps_w': '1', 'lam0': '1'}): an arm's text as the
-    figures need it (compare_methods.parse_arm checks and types it before any run)."""
-    method, _, rest = arm.partition(":")
-    return method, dict(kv.split("=", 1) for kv in rest.split(",")) if rest else {}
-
-
-def short_label(arm):
-    """A compact name for crowded figures: 'rlsd:lam_kind=constant,lam0=1,eps_w=3' ->
-    'RLSD λ=1 const, ε_w=3'."""
-    method, over = _split_arm(arm)
-    name = {"rlvr": "GRPO", "opd": "OPD", "opsd": "OPSD", "rlsd": "RLSD", "rlvr+opsd": "GRPO+OPSD"}.get(method, method)
-    parts = []
-    if method == "rlsd" and not over:
-        parts.append("paper schedule")
-    for k, v in over.items():
-        if k == "lam_kind":
-            parts.append("const λ" if v == "constant" else v)
-        elif k == "hint":
-            parts.append(f"hint={v}")
-        elif k == "alpha_leak_threshold":
-            parts.append(f"adaptive >{v}")
-        else:
-            parts.append(f"{SYMBOLS.get(k, k)}={v}")
-    return name + (" " + ", ".join(parts) if parts else "")
-
-
-def family_color(arm, arms):
-    """One hue per method; arms of the same method in shades of it, by their order."""
-    import matplotlib
-    method = arm.partition(":")[0]
-    cmap = {"rlvr": "Blues", "rlsd": "Purples", "rlvr+opsd": "Oranges", "opsd": "Reds", "opd": "Greens"}.get(method, "Greys")
-    same = [a for a in arms if a.partition(":")[0] == method]
-    if arm not in same:   # e.g. a control arm whose main run did not finish
-        same.append(arm)
-    shade = 0.85 if len(same) == 1 else 0.45 + 0.5 * same.index(arm) / (len(same) - 1)
-    return matplotlib.colormaps[cmap](shade)
-
-
-def _mean_ci(per_seed, key):
-    return bootstrap_ci([v[key] for v in per_seed.values()])
-
-
-def _err(ci):
-    if ci["lo"] is None:
-        return [[0], [0]]
-    return [[ci["mean"] - ci["lo"]], [ci["hi"] - ci["mean"]]]
-
-
-def draw_frontier(S, path):
-    """Figure 5, three panels, one marker per arm (numbered; the legend names them): the
-    probe's targeted blame against the final leak rate and against the paired accuracy
-    gain over RLVR, and the probe's first derivative of the leak against the final leak
-    rate (does one update foretell the leak?)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    F, P = S["frontier"], S["probe"]
-    arms = [a for a in F["per_seed"] if not a.endswith("/control")]
-    fig, axes = plt.subplots(1, 3, figsize=(19, 6.5))
-    handles = []
-    for i, (name, per) in enumerate(F["per_seed"].items(), 1):
-        arm, control = name.removesuffix("/control"), name.endswith("/control")
-        pr = P["control" if control else "main"]["arms"].get(arm)
-        if pr is None or pr["blame"]["mean"] is None:
-            continue
-        c = family_color(arm, arms)
-        kw = dict(fmt="s" if control else "o", color=c, mfc="white" if control else c, ms=7, capsize=2, lw=1)
-        leak = _mean_ci(per, "final_leak")
-        shift = {k: pr[k]["mean"] for k in ("cite", "nowork")}
-        points = [(axes[0], pr["blame"], leak, 1.0)]
-        if not control:
-            gain = F["vs_rlvr"][arm]["final_greedy_test"] if arm != "rlvr" else {"mean": 0.0, "lo": None}
-            points.append((axes[1], pr["blame"], gain, 100.0))
-        deriv = {"mean": shift["cite"] + shift["nowork"], "lo": None}
-        points.append((axes[2], deriv, leak, 1.0))
-        for ax, x, y, scale in points:
-            ax.errorbar(x["mean"], scale * y["mean"], xerr=_err(x), yerr=scale * np.array(_err(y)), **kw)
-            ax.annotate(str(i), (x["mean"], scale * y["mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-        handles.append(Line2D([], [], marker=kw["fmt"], color=c, mfc=kw["mfc"], ls="",
-                              label=f"{i}  {short_label(arm)}" + (" (control student)" if control else "")))
-    blame_label = ("targeted blame (probe): first-order drop of the first wrong step's\nlog-prob below the correct "
-                   "prefix's, per unit-length update (nats)")
-    bg = P["main"]["background_leak"]
-    axes[0].set(xlabel=blame_label, ylabel=f"leak rate, last {F['leak_window']} steps (hint citations + no-work answers)",
-                title="Density against leakage")
-    axes[1].axhline(0, color="gray", lw=1)
-    axes[1].set(xlabel=blame_label, ylabel="final greedy test accuracy minus RLVR's, same seed (points)",
-                title="Density against accuracy (paired by seed)")
-    axes[2].set(xlabel="first derivative of the leak (probe): first-order rise of log p('H<answer>;')\n"
-                       "plus log p('A:') under the plain prompt, per unit-length update (nats)",
-                ylabel=axes[0].get_ylabel(), title="Does one update foretell the leak?")
-    for ax in (axes[0], axes[2]):
-        ax.axhline(bg, color="gray", ls=":", lw=1)
-        ax.set_yscale("symlog", linthresh=0.01)
-        ax.set_ylim(bottom=0)
-    axes[2].axvline(0, color="gray", lw=1)
-    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False,
-               title="arms (squares, hollow: the control student,\nwhose hinted self has nothing to leak)",
-               title_fontsize=8)
-    fig.suptitle(f"The frontier: {S['preset']['seeds']} seeds x {S['preset']['steps']} steps per arm; error bars: "
-                 f"bootstrap 95% intervals, over seeds (y, and accuracy) and over {P['main']['batches']} probe batches "
-                 f"(x); dotted: the base student's background leak rate", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 0.83, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _dose(arm):
-    """(family, dose) of an arm in figure 6, or None: RLVR+OPSD by alpha, RLSD with constant
-    lam by lam x eps_w."""
-    method, over = _split_arm(arm)
-    if method == "rlvr+opsd" and "alpha_leak_threshold" not in over and set(over) <= {"alpha"}:
-        return "rlvr+opsd", float(over.get("alpha", rlsd.RLConfig.alpha))
-    if method == "rlsd" and over.get("lam_kind") == "constant" and set(over) <= {"lam_kind", "lam0", "eps_w"}:
-        return "rlsd", float(over.get("lam0", rlsd.RLConfig.lam0)) * float(over.get("eps_w", rlsd.RLConfig.eps_w))
-    return None
-
-
-def draw_knobs(S, path):
-    """Figure 6: dose-response. Rows: RLVR+OPSD against alpha, RLSD (constant lam) against
-    lam x eps_w. Columns: final greedy test accuracy minus RLVR's (paired), leak onset per
-    seed, final leak rate. Arms that are not on a dose axis (the adaptive alpha, RLSD's
-    paper schedule) are drawn at the right, apart."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    F = S["frontier"]
-    steps = S["preset"]["steps"]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8), sharex="row")
-    rows = {"rlvr+opsd": (0, "α, the JSD weight beside GRPO (log scale)", "tab:orange"),
-            "rlsd": (1, "λ·ε_w, the most RLSD can tilt a token's credit (log scale)", "tab:purple")}
-    for name, per in F["per_seed"].items():
-        if name.endswith("/control") or _dose(name) is None:
-            continue
-        fam, dose = _dose(name)
-        r, xlabel, c = rows[fam]
-        d = F["vs_rlvr"][name]["final_greedy_test"]
-        axes[r, 0].errorbar(dose, 100 * d["mean"], yerr=100 * np.array(_err(d)), fmt="o", color=c, capsize=3)
-        on = [v["leak_onset"] for v in per.values()]
-        jitter = np.linspace(0.92, 1.08, len(on))
-        axes[r, 1].scatter(dose * jitter, [steps + 5 if o is None else o for o in on], color=c,
-                           marker="o", s=18)
-        leak = _mean_ci(per, "final_leak")
-        axes[r, 2].errorbar(dose, leak["mean"], yerr=_err(leak), fmt="o", color=c, capsize=3)
-    # the arms that are not on a dose axis, drawn as stars where they start
-    adaptive = [(a, _split_arm(a)[1]) for a in F["per_seed"] if not a.endswith("/control")
-                and _split_arm(a)[0] == "rlvr+opsd" and "alpha_leak_threshold" in _split_arm(a)[1]]
-    apart = {"rlvr+opsd": [(a, float(o.get("alpha", rlsd.RLConfig.alpha)),
-                            f"adaptive: α halves when the step's leak > {o['alpha_leak_threshold']}")
-                           for a, o in adaptive],
-             "rlsd": [("rlsd", rlsd.RLConfig.lam0 * rlsd.RLConfig.eps_w,
-                       f"paper schedule: λ {rlsd.RLConfig.lam0:g} -> 0 in {rlsd.RLConfig.lam_decay_steps} steps")]
-             if "rlsd" in F["per_seed"] else []}
-    for fam, arms_apart in apart.items():
-        r, _, c = rows[fam]
-        for arm, dose, text in arms_apart:
-            per = F["per_seed"][arm]
-            d = F["vs_rlvr"][arm]["final_greedy_test"]
-            axes[r, 0].errorbar(dose, 100 * d["mean"], yerr=100 * np.array(_err(d)), fmt="*", ms=11, color="k",
-                                mfc=c, capsize=3, label=text)
-            on = [v["leak_onset"] for v in per.values()]
-            axes[r, 1].scatter(dose * np.linspace(0.92, 1.08, len(on)), [steps + 5 if o is None else o for o in on],
-                               marker="*", s=60, color=c, edgecolor="k", lw=0.5)
-            leak = _mean_ci(per, "final_leak")
-            axes[r, 2].errorbar(dose, leak["mean"], yerr=_err(leak), fmt="*", ms=11, color="k", mfc=c, capsize=3)
-    for fam, (r, xlabel, c) in rows.items():
-        ref = F["per_seed"].get("rlvr", {})
-        ref_leak = _mean_ci(ref, "final_leak")["mean"] if ref else None
-        for j, ax in enumerate(axes[r]):
-            ax.set_xscale("log")
-            ax.set_xlabel(xlabel)
-        axes[r, 0].axhline(0, color="tab:blue", lw=1, ls="--", label="RLVR (GRPO)")
-        axes[r, 0].set_ylabel("final greedy test minus RLVR (points)")
-        axes[r, 1].axhline(steps + 5, color="gray", lw=0.8, ls=":")
-        axes[r, 1].set_ylim(0, steps + 10)
-        axes[r, 1].set_ylabel(f"leak onset step (top row: none in {steps})")
-        axes[r, 2].set_ylabel("final leak rate")
-        if ref_leak is not None:
-            axes[r, 2].axhline(ref_leak, color="tab:blue", lw=1, ls="--", label="RLVR (GRPO)")
-        opsd = F["per_seed"].get("opsd")
-        if opsd:
-            axes[r, 2].axhline(_mean_ci(opsd, "final_leak")["mean"], color="tab:red", lw=1, ls="--", label="OPSD")
-        axes[r, 0].legend(fontsize=7, loc="best")
-        axes[r, 2].legend(fontsize=7, loc="best")
-        axes[r, 0].set_title(("GRPO + α·JSD to the hinted self-teacher" if fam == "rlvr+opsd"
-                              else "RLSD, constant λ") + ": accuracy", fontsize=10)
-        axes[r, 1].set_title("leak onset (one dot per seed)", fontsize=10)
-        axes[r, 2].set_title("leak rate, last 10 steps (mean, 95% interval)", fontsize=10)
-    fig.suptitle(f"Dose-response: {S['preset']['seeds']} seeds, {steps} steps; onset = first step at which the "
-                 f"{F['leak_window']}-step leak rate exceeds {F['onset_factor']:g}x the base student's background, "
-                 f"with at least {F.get('onset_min_count', 1)} leaks in the window", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -336,19 +336,20 @@ def lam_schedule(step, *, lam0=0.5, decay_steps=50):
 
 
 # ---- the on-policy loop ----
-# One training step, the same for all four methods (train_step):
+# One training step, the same for every method (train_step):
 #
 #   1. rollout       G samples per prompt from the student, rewards from the verifier
 #   2. teacher pass  (OPD, OPSD, RLSD) a no-grad forward that scores the SAME sampled tokens:
 #                    OPD's larger model on the plain prompt, or the student's own network
 #                    with a privileged hint between prompt and response (OPSD, RLSD)
-#   3. credit        METHODS[name].credit gives every sampled token its credit Ahat_t
-#   4. update        policy_loss (one clipped surrogate for every method), one AdamW step
-#                    with a short learning-rate warmup
+#   3. credit, loss  Method.credit gives every sampled token its credit Ahat_t, and
+#                    Method.loss turns it into the loss: the clipped surrogate for RLVR, OPD
+#                    and RLSD; OPSD's full-vocabulary JSD; GRPO's surrogate plus alpha times
+#                    that JSD for RLVR + OPSD
+#   4. update        one AdamW step with a short learning-rate warmup
 #
-# The methods differ only in step 3, and in which teacher step 2 uses. OPSD's default is
-# the one exception the papers make: it trains on a full-vocabulary JSD, its own loss,
-# instead of the surrogate (Method.own_loss).
+# A method is its Method record: which teacher step 2 uses, and the two functions of step 3.
+# train_step reads those fields and never a method's name.
 
 
 @dataclass
@@ -457,8 +458,8 @@ def opd_credit(s, cfg):
 
 def opsd_credit(s, cfg):
     """OPSD, sampled-token form: the privileged self-teacher's log-ratio, no reward. It is
-    what OPSD trains on with opsd_loss="sampled"; by default OPSD trains on opsd_jsd_loss
-    instead, and this credit is only logged."""
+    what OPSD trains on with opsd_loss="sampled"; by default OPSD trains on its JSD
+    instead (opsd_loss), and this credit is only logged."""
     return opsd_token_advantages(s.logp.detach(), s.logp_teacher, s.roll.mask)
 
 
@@ -471,38 +472,71 @@ def rlsd_credit(s, cfg):
 
 def rlsd_lam(step, cfg):
     """RLSD's mixing factor at this step: the linear schedule, or lam0 held constant."""
-    return cfg.lam0 if cfg.lam_kind == "constant" else lam_schedule(step, lam0=cfg.lam0, decay_steps=cfg.lam_decay_steps)
+    if cfg.lam_kind == "constant":
+        return cfg.lam0
+    return lam_schedule(step, lam0=cfg.lam0, decay_steps=cfg.lam_decay_steps)
 
 
-def opsd_jsd_loss(s, cfg):
-    """OPSD's own loss (its default): match the privileged self-teacher over the whole
-    vocabulary, generalized JSD per token, aggregated like the surrogate."""
+# ---- the loss each method minimizes, (Step, RLConfig, credit) -> scalar with gradient ----
+
+def surrogate_loss(s, cfg, credit):
+    """The clipped surrogate on the step's credit: RLVR, OPD and RLSD (RLSD Eq. 17)."""
+    return policy_loss(s.logp, s.logp.detach(), credit, s.roll.mask, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
+                       mode=cfg.agg)
+
+
+def opsd_loss(s, cfg, credit):
+    """OPSD's own loss (its default, opsd_loss="jsd"): match the privileged self-teacher over
+    the whole vocabulary, generalized JSD per token, aggregated like the surrogate. With
+    opsd_loss="sampled" its sampled-token credit goes through the surrogate instead."""
+    if cfg.opsd_loss == "sampled":
+        return surrogate_loss(s, cfg, credit)
     jsd = generalized_jsd(s.logits, s.teacher_logits, s.roll.mask, beta=cfg.jsd_beta)
     return aggregate(jsd, s.roll.mask, cfg.agg)
 
 
-def rlvr_opsd_own_loss(s, cfg):
-    """RLVR + OPSD: GRPO's surrogate plus alpha times OPSD's JSD, in one loss."""
-    adv = group_advantages(s.roll.rewards, cfg.group_size)[:, None] * s.roll.mask
-    return rlvr_opsd_loss(s.logp, s.logp.detach(), adv, s.roll.mask, s.logits, s.teacher_logits, alpha=s.alpha,
+def rlvr_opsd_own_loss(s, cfg, credit):
+    """RLVR + OPSD: GRPO's surrogate on its credit plus alpha times OPSD's JSD, in one loss."""
+    return rlvr_opsd_loss(s.logp, s.logp.detach(), credit, s.roll.mask, s.logits, s.teacher_logits, alpha=s.alpha,
                           beta=cfg.jsd_beta, eps_low=cfg.eps_low, eps_high=cfg.eps_high, mode=cfg.agg)
+
+
+# ---- per-step numbers only some methods have ----
+
+def rlsd_metrics(s, cfg):
+    """How often RLSD's evidence weight hits its clip, among tokens with a GRPO signal, and
+    this step's lam."""
+    mask = s.roll.mask
+    adv = group_advantages(s.roll.rewards, cfg.group_size)[:, None]
+    w = rlsd_weight(adv, s.logp_teacher, s.logp, mask)
+    clipped = ((w < 1 - cfg.eps_w) | (w > 1 + cfg.eps_w)) & (adv != 0) & mask.bool()
+    active = ((adv != 0) & mask.bool()).sum().clamp(min=1)
+    return {"rlsd_clip_frac": (clipped.sum() / active).item(), "lam": rlsd_lam(s.step, cfg)}
+
+
+def alpha_metrics(s, cfg):
+    return {"alpha": s.alpha}
 
 
 @dataclass(frozen=True)
 class Method:
+    """A method is its credit, its teacher and its loss; the loop has no other branch."""
     credit: Callable                       # (Step, RLConfig) -> (B, T) per-token credit
     teacher: Optional[str] = None          # None | "separate" (a larger model) | "self" (hinted student)
     teacher_weights: Optional[str] = None  # a self-teacher's default weights: initial | snapshot
-    own_loss: Optional[Callable] = None    # (Step, RLConfig) -> scalar loss; None: the surrogate
+    loss: Callable = surrogate_loss        # (Step, RLConfig, credit) -> scalar loss
+    uses_alpha: bool = False               # weighs a JSD term by alpha, halved on leaks if asked
+    metrics: Optional[Callable] = None     # (Step, RLConfig) -> extra per-step numbers
 
 
 METHODS = {
     "rlvr": Method(rlvr_credit),
     "opd": Method(opd_credit, teacher="separate"),
-    "opsd": Method(opsd_credit, teacher="self", teacher_weights="initial", own_loss=opsd_jsd_loss),
-    "rlsd": Method(rlsd_credit, teacher="self", teacher_weights="snapshot"),
+    "opsd": Method(opsd_credit, teacher="self", teacher_weights="initial", loss=opsd_loss),
+    "rlsd": Method(rlsd_credit, teacher="self", teacher_weights="snapshot", metrics=rlsd_metrics),
     # GRPO's credit, trained through the dual loss; the logged credit is GRPO's
-    "rlvr+opsd": Method(rlvr_credit, teacher="self", teacher_weights="initial", own_loss=rlvr_opsd_own_loss),
+    "rlvr+opsd": Method(rlvr_credit, teacher="self", teacher_weights="initial", loss=rlvr_opsd_own_loss,
+                        uses_alpha=True, metrics=alpha_metrics),
 }
 
 
@@ -547,8 +581,6 @@ def make_state(student, cfg, opd_teacher=None, seed=0):
         raise ValueError(f"the student's vocab_size is {student.cfg.vocab_size}; the task needs {verify.VOCAB_SIZE}")
     policy = copy.deepcopy(student)
     method = METHODS[cfg.method]
-    if cfg.method == "opsd" and cfg.opsd_loss == "sampled":
-        method = replace(method, own_loss=None)   # its sampled-token credit goes through the surrogate
     weights = None
     if method.teacher == "separate":
         if opd_teacher is None:
@@ -571,7 +603,8 @@ class NonFiniteError(RuntimeError):
 
 
 def train_step(state, problems):
-    """One on-policy step of state.cfg.method on these P problems; returns its metrics."""
+    """One on-policy step of state.cfg.method on these P problems; returns its metrics.
+    Everything that changes the state between steps happens here, in this order."""
     cfg, policy, step = state.cfg, state.policy, state.step
     t0 = time.perf_counter()
 
@@ -579,8 +612,18 @@ def train_step(state, problems):
     roll = rollout(policy, problems, cfg, state.generator)
     t1 = time.perf_counter()
 
-    # 2.-3. teacher pass, credit and loss (step_loss), then 4. the update
-    loss, s, credit, t2 = step_loss(state, roll)
+    # 2. teacher pass, from a snapshot refreshed first when one is due
+    if state.weights == "snapshot" and step > 0 and step % cfg.refresh_every == 0:
+        state.teacher.load_state_dict(policy.state_dict())
+    teacher = teacher_pass(state, roll)
+    t2 = time.perf_counter()
+
+    # 3. credit and loss; the adaptive dual objective first turns its JSD down on a leaky step
+    leak = verify.leak_rate(roll.checks)
+    state.alpha = adapted_alpha(state, leak)
+    loss, s, credit = step_loss(state, roll, teacher)
+
+    # 4. the update
     for g in state.optimizer.param_groups:
         g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
     state.optimizer.zero_grad(set_to_none=True)
@@ -592,50 +635,48 @@ def train_step(state, problems):
     t3 = time.perf_counter()
     state.step += 1
 
-    m = step_metrics(roll, s.logits.detach(), s.logp.detach(), s.teacher_logits, s.logp_teacher, credit, cfg, step)
-    m.update(loss=loss.item(), grad_norm=grad_norm.item(), t_rollout=t1 - t0, t_teacher=t2 - t1, t_update=t3 - t2)
-    if cfg.method == "rlvr+opsd":
-        m["alpha"] = s.alpha
+    m = step_metrics(s, credit, state.method, cfg)
+    m.update(leak=leak, loss=loss.item(), grad_norm=grad_norm.item(), t_rollout=t1 - t0, t_teacher=t2 - t1,
+             t_update=t3 - t2)
     return m
 
 
-def step_loss(state, roll):
-    """Steps 2 and 3 of train_step on a finished rollout: the teacher pass, each token's
-    credit and the loss to minimize (with gradient). Returns (loss, Step, credit, the time
-    the teacher pass ended). The one-update probe (frontier.py) calls it too, so that the
-    probe's gradients are exactly the loop's."""
-    cfg, policy, step, method = state.cfg, state.policy, state.step, state.method
+def adapted_alpha(state, leak):
+    """The dual objective's JSD weight for this step: halved when the step's own samples
+    leak more than cfg.alpha_leak_threshold (0 turns the rule off); unchanged otherwise."""
+    cfg = state.cfg
+    if state.method.uses_alpha and cfg.alpha_leak_threshold > 0 and leak > cfg.alpha_leak_threshold:
+        return state.alpha / 2
+    return state.alpha
 
-    # 2. teacher pass: the same sampled tokens, scored without gradient
-    teacher_logits = logp_teacher = None
-    if method.teacher is not None:
-        if state.weights == "snapshot" and step > 0 and step % cfg.refresh_every == 0:
-            state.teacher.load_state_dict(policy.state_dict())
-        hint = "none" if method.teacher == "separate" else cfg.hint
-        with torch.no_grad():
-            state.teacher.eval()
-            teacher_logits = response_logits(state.teacher, [verify.prompt_ids(p, hint) for p in roll.problems],
-                                             roll.tokens).float()
-            logp_teacher = model.token_logprobs(teacher_logits, roll.tokens)
-    t2 = time.perf_counter()
 
-    # 3. credit: the only place the methods differ
+@torch.no_grad()
+def teacher_pass(state, roll):
+    """Step 2: the teacher scores the same sampled tokens, without gradient: OPD's larger
+    model on the plain prompt, a self-teacher with its hint. Returns (teacher_logits,
+    logp_teacher), or (None, None) for a method without a teacher."""
+    method = state.method
+    if method.teacher is None:
+        return None, None
+    hint = "none" if method.teacher == "separate" else state.cfg.hint
+    state.teacher.eval()
+    contexts = [verify.prompt_ids(p, hint) for p in roll.problems]
+    teacher_logits = response_logits(state.teacher, contexts, roll.tokens).float()
+    return teacher_logits, model.token_logprobs(teacher_logits, roll.tokens)
+
+
+def step_loss(state, roll, teacher):
+    """Step 3, a pure function of the state and the step's samples: the student's scores,
+    each token's credit and the loss to minimize (with gradient). teacher: what
+    teacher_pass returned. Returns (loss, Step, credit). The one-update probe (frontier.py)
+    and figure 2 (density.py) call it too, so that their credit is exactly the loop's."""
+    cfg, policy, method = state.cfg, state.policy, state.method
     policy.train()
     logits = response_logits(policy, roll.contexts, roll.tokens)  # the student: the prompt alone
     logp = model.token_logprobs(logits, roll.tokens)
-    if cfg.method == "rlvr+opsd" and cfg.alpha_leak_threshold > 0 \
-            and verify.leak_rate(roll.checks) > cfg.alpha_leak_threshold:
-        state.alpha /= 2        # the adaptive dual objective: turn distillation down when it leaks
-    s = Step(roll, logits, logp, teacher_logits, logp_teacher, step, alpha=state.alpha)
+    s = Step(roll, logits, logp, *teacher, state.step, alpha=state.alpha)
     credit = method.credit(s, cfg)                                 # (B, T), detached
-
-    # the loss: one clipped surrogate for every method (OPSD's JSD is its own loss)
-    if method.own_loss is not None:
-        loss = method.own_loss(s, cfg)
-    else:
-        loss = policy_loss(logp, logp.detach(), credit, roll.mask, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
-                           mode=cfg.agg)
-    return loss, s, credit, t2
+    return method.loss(s, cfg, credit), s, credit
 
 
 def within_response_std(token_adv, mask):
@@ -650,13 +691,14 @@ def within_response_std(token_adv, mask):
 
 
 @torch.no_grad()
-def step_metrics(roll, logits, logp, teacher_logits, logp_teacher, credit, cfg, step):
+def step_metrics(s, credit, method, cfg):
     """The per-step numbers of docs/METHODS.md, "The experiment's conventions"."""
+    roll = s.roll
     mask, n = roll.mask, roll.mask.sum().clamp(min=1)
     checks = roll.checks
     rate = lambda f: sum(map(f, checks)) / len(checks)
     m = dict(
-        step=step,
+        step=s.step,
         reward=roll.rewards.mean().item(),
         resp_len=mask.sum(1).mean().item(),
         faithful=rate(lambda c: c.faithful), lucky=rate(lambda c: c.lucky),
@@ -664,14 +706,10 @@ def step_metrics(roll, logits, logp, teacher_logits, logp_teacher, credit, cfg, 
         adv_mean=((credit * mask).sum() / n).item(),
     )
     m["adv_within_std"] = within_response_std(credit, mask)
-    if logp_teacher is not None:
-        m["kl_sampled"] = (((logp - logp_teacher) * mask).sum() / n).item()   # estimate of KL(S||T)
-        m["kl_full"] = (kl_divergence(logits.float(), teacher_logits, mask).sum() / n).item()  # KL(S||T)
-    if cfg.method == "rlsd":
-        adv = group_advantages(roll.rewards, cfg.group_size)[:, None]
-        w = rlsd_weight(adv, logp_teacher, logp, mask)
-        clipped = ((w < 1 - cfg.eps_w) | (w > 1 + cfg.eps_w)) & (adv != 0) & mask.bool()
-        active = ((adv != 0) & mask.bool()).sum().clamp(min=1)
-        m["rlsd_clip_frac"] = (clipped.sum() / active).item()
-        m["lam"] = rlsd_lam(step, cfg)
+    if s.logp_teacher is not None:
+        logits, logp = s.logits.detach(), s.logp.detach()
+        m["kl_sampled"] = (((logp - s.logp_teacher) * mask).sum() / n).item()   # estimate of KL(S||T)
+        m["kl_full"] = (kl_divergence(logits.float(), s.teacher_logits, mask).sum() / n).item()  # KL(S||T)
+    if method.metrics is not None:
+        m.update(method.metrics(s, cfg))
     return m

@@ -9,6 +9,7 @@
                  is left and the error names the file
   read_json      read a file the program wrote earlier, naming it if it is damaged
   ArgumentParser argparse with one-line errors
+  progress_bar   a tqdm bar on stderr that leaves no trace, or none
 
 None of this changes a result; it only decides what happens when something goes wrong. It
 is its own file because compare_methods.py, train_tiny.py and bench.py all need it, and a
@@ -245,3 +246,9 @@ class ArgumentParser(argparse.ArgumentParser):
 def check_range(name, value, lo, hi):
     if value is not None and not lo <= value <= hi:
         raise UserError(f"{name} must lie between {lo:,} and {hi:,}, got {value:,}")
+
+
+def progress_bar(total, desc, enabled):
+    """A progress bar on stderr that disappears when done; a silent one when not enabled."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True, file=sys.stderr)

@@ -249,7 +249,7 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     rng = torch.Generator().manual_seed(cfg.seed)
     # where to start: from scratch, from the shared trunk, or from an interrupted run
     net, opt, trunk_steps, start, elapsed = _restore(net, opt, rng, cfg, device, desc, trunk_path, progress_path)
-    bar = _bar(cfg.steps, desc, progress)
+    bar = runtime.progress_bar(cfg.steps, desc, progress)
     bar.update(start)
     t0 = time.time() - elapsed
 
@@ -350,11 +350,6 @@ def _restore(net, opt, rng, cfg, device, desc, trunk_path, progress_path):
 
 def _adamw(net, cfg):
     return torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-
-
-def _bar(total, desc, enabled):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
 def evaluate_all(net, cfg, eval_n, hints=("none", "answer", "solution"), seed=0):

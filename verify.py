@@ -329,9 +329,13 @@ class StepCheck:
 
 
 def leak_rate(checks):
-    """Share of responses (their StepChecks) that cite a hint or answer without work: the
-    leak a student shows when it writes what only a hinted teacher could know."""
-    return sum(c.cites_hint or c.no_work for c in checks) / max(1, len(checks))
+    """The leak, the one definition every part of the project uses (docs/METHODS.md, "The
+    experiment's conventions"): the share of responses (their StepChecks) that cite a hint
+    plus the share that answer without work. A response that does both counts twice, so
+    the rate is the sum of the two rates the runs log, and may exceed 1 only in principle.
+    It is what a student shows when it writes what only a hinted teacher could know."""
+    n = max(1, len(checks))
+    return sum(c.cites_hint for c in checks) / n + sum(c.no_work for c in checks) / n
 
 
 def check_steps(problem, response):

@@ -6,9 +6,12 @@ from dataclasses import replace
 import pytest
 
 import compare_methods
+import figures
+import experiment
+import density
 import rlsd
 
-FIGS = tuple(compare_methods.FIGURE_FILES.values())
+FIGS = tuple(figures.FIGURE_FILES.values())
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def _numbers(summary):
 
 def test_smoke_preset_end_to_end(ckpt, tmp_path):
     out = str(tmp_path / "run")
-    assert compare_methods.compare(compare_methods.PRESETS["smoke"], list(compare_methods.DEFAULT_METHODS), "cpu", out, ckpt,
+    assert compare_methods.compare(experiment.PRESETS["smoke"], list(experiment.DEFAULT_METHODS), "cpu", out, ckpt,
                                    progress=False) == 0
     for f in FIGS + ("metrics.jsonl", "summary.json"):
         assert os.path.getsize(os.path.join(out, f)) > 0
@@ -46,7 +49,7 @@ def test_smoke_preset_end_to_end(ckpt, tmp_path):
     assert set(d["methods"]) >= {"rlvr", "opd", "opsd", "rlsd"} and d["n_responses"] > 0
     rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     steps = [r for r in rows if r["kind"] == "step"]
-    assert len(steps) == 6 * compare_methods.PRESETS["smoke"].steps
+    assert len(steps) == 6 * experiment.PRESETS["smoke"].steps
     prof = S["profile_seconds"]   # where the time went, summed from the log
     assert prof["rollout"] == pytest.approx(sum(r["t_rollout"] for r in steps))
     assert prof["evaluation"] > 0 and prof["signal_density"] > 0 and prof["teacher"] > 0
@@ -61,7 +64,7 @@ def test_evaluation_reads_the_same_numbers_as_separate_passes(ckpt):
     student, teacher, _ = train_tiny.build_base_models("smoke", ckpt, "cpu", progress=False, log=lambda *a: None)
     sets = {s: verify.make_problems(s, 24, seed=5) for s in ("test", "hard")}
     refs = {"self": (student, "none"), "opd_teacher": (teacher, "none")}
-    ev = compare_methods.evaluate_policy(student, sets, 3, refs)
+    ev = experiment.evaluate_policy(student, sets, 3, refs)
     for s in sets:
         assert ev[f"greedy_{s}"] == train_tiny.evaluate(student, sets[s])
     assert ev["sampled_test"] == train_tiny.evaluate(student, sets["test"], temperature=1.0, seed=3)
@@ -70,7 +73,7 @@ def test_evaluation_reads_the_same_numbers_as_separate_passes(ckpt):
 
 
 def test_interrupted_run_resumes_to_the_same_summary(ckpt, tmp_path, monkeypatch):
-    preset = replace(compare_methods.PRESETS["smoke"], controls=False, steps=3)
+    preset = replace(experiment.PRESETS["smoke"], controls=False, steps=3)
     methods = ["rlvr", "rlsd"]
     ref = str(tmp_path / "ref")
     assert compare_methods.compare(preset, methods, "cpu", ref, ckpt, progress=False) == 0
@@ -84,13 +87,13 @@ def test_interrupted_run_resumes_to_the_same_summary(ckpt, tmp_path, monkeypatch
         if len(calls) == 4:  # in the second run: as if Ctrl-C came during this step
             os.kill(os.getpid(), __import__("signal").SIGINT)
         return m
-    monkeypatch.setattr(compare_methods.rlsd, "train_step", step_then_interrupt)
+    monkeypatch.setattr(rlsd, "train_step", step_then_interrupt)
     assert compare_methods.compare(preset, methods, "cpu", out, ckpt, progress=False) == 130
     S = json.load(open(os.path.join(out, "summary.json")))
     assert S["complete"] is False and S["runs"]["main/rlvr/0"]["status"] == "done"
     assert S["runs"]["main/rlsd/0"]["status"] == "incomplete"
     assert all(os.path.exists(os.path.join(out, f)) for f in FIGS)   # figures drawn from what is done
-    monkeypatch.setattr(compare_methods.rlsd, "train_step", real_step)
+    monkeypatch.setattr(rlsd, "train_step", real_step)
     assert compare_methods.compare(preset, methods, "cpu", out, ckpt, resume=True, progress=False) == 0
     assert _numbers(json.load(open(os.path.join(out, "summary.json")))) == \
         _numbers(json.load(open(os.path.join(ref, "summary.json"))))
@@ -98,7 +101,8 @@ def test_interrupted_run_resumes_to_the_same_summary(ckpt, tmp_path, monkeypatch
 
 def test_command_line_errors(tmp_path, capsys):
     base = ["--out", str(tmp_path / "o"), "--checkpoints", str(tmp_path / "c")]
-    for args, msg in ((["--methods", "rlvr,ppo"], "unknown method(s) ppo"),
+    for args, msg in ((["--methods", "rlvr,ppo"], "unknown method 'ppo'"),
+                      (["--methods", "rlvr", "--arms", "opsd"], "not both"),
                       (["--preset", "big"], "unknown preset"),
                       (["--seeds", "0"], "--seeds must lie between 1 and 100"),
                       (["--steps", "-3"], "--steps must lie between 1 and"),
@@ -122,7 +126,7 @@ def test_a_corrupted_cached_checkpoint_gives_one_clear_line(tmp_path, capsys):
 
 
 def test_resume_with_other_settings_is_refused(ckpt, tmp_path):
-    preset = replace(compare_methods.PRESETS["smoke"], controls=False, steps=2)
+    preset = replace(experiment.PRESETS["smoke"], controls=False, steps=2)
     out = str(tmp_path / "r")
     assert compare_methods.compare(preset, ["rlvr"], "cpu", out, ckpt, progress=False) == 0
     with pytest.raises(ValueError, match="other settings"):
@@ -143,12 +147,12 @@ def test_jsd_push_is_the_closed_form_gradient():
         kl_sm = (S * (S / M).log()).sum(-1)
         Sy, My = S.gather(-1, y[..., None])[..., 0], M.gather(-1, y[..., None])[..., 0]
         expected = (1 - beta) * Sy * (kl_sm - (Sy / My).log()) * mask
-        got = compare_methods.jsd_push(zs, zt, y, mask, beta=beta)
+        got = density.jsd_push(zs, zt, y, mask, beta=beta)
         assert torch.allclose(got.double(), expected, atol=1e-6)
 
 
 def test_arms_run_side_by_side_with_their_settings(ckpt, tmp_path):
-    preset = replace(compare_methods.PRESETS["smoke"], steps=2, controls=False)
+    preset = replace(experiment.PRESETS["smoke"], steps=2, controls=False)
     arms = ["rlvr", "rlvr+opsd:alpha=0.1", "rlsd:eps_w=1,lam0=1", "rlsd:hint=none,lam_kind=constant"]
     out = str(tmp_path / "arms")
     assert compare_methods.compare(preset, arms, "cpu", out, ckpt, progress=False) == 0
@@ -159,7 +163,7 @@ def test_arms_run_side_by_side_with_their_settings(ckpt, tmp_path):
     assert lam("rlsd:eps_w=1,lam0=1") == [1.0, 0.98]              # linear over 50 steps from 1
     assert lam("rlsd:hint=none,lam_kind=constant") == [0.5, 0.5]
     assert all(r["alpha"] == 0.1 for r in rows if r["kind"] == "step" and r["method"] == "rlvr+opsd:alpha=0.1")
-    assert compare_methods.label("rlsd:eps_w=1,lam0=1") == "RLSD (eps_w=1, lam0=1)"
+    assert figures.label("rlsd:eps_w=1,lam0=1") == "RLSD (eps_w=1, lam0=1)"
 
 
 @pytest.mark.parametrize("arm,match", [("foo", "unknown method"), ("rlsd:eps=1", "not key=value"),
@@ -170,7 +174,7 @@ def test_arms_run_side_by_side_with_their_settings(ckpt, tmp_path):
                                        ("rlsd:refresh_every=0", "refresh_every must be")])
 def test_a_bad_arm_is_one_line_and_exit_2(arm, match, capsys, tmp_path):
     with pytest.raises(ValueError, match=match):
-        compare_methods.parse_arm(arm)
+        experiment.parse_arm(arm)
     assert compare_methods.main(["--preset", "smoke", "--arms", arm, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and match.split()[0] in err

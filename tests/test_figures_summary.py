@@ -16,6 +16,8 @@ import os
 import pytest
 
 import compare_methods
+import figures
+import experiment
 
 PATH = os.path.join(os.path.dirname(__file__), "..", "figures", "summary.json")
 
@@ -28,7 +30,7 @@ def S():
 
 def test_the_committed_run_is_the_default_preset_and_complete(S):
     assert S["complete"] and S["preset"]["base"] == "default"
-    assert S["preset"]["steps"] == compare_methods.PRESETS["default"].steps
+    assert S["preset"]["steps"] == experiment.PRESETS["default"].steps
     assert S["preset"]["eval_every"] <= 10
     assert all(r["status"] == "done" for r in S["runs"].values())
 
@@ -59,7 +61,7 @@ def test_the_committed_frontier_is_the_frontier_preset_complete_and_redraws(tmp_
     probe of every arm) and figures 5 and 6, which --redraw makes again from it alone."""
     with open(os.path.join(FRONTIER, "summary.json")) as f:
         F = json.load(f)
-    preset = compare_methods.PRESETS["frontier"]
+    preset = experiment.PRESETS["frontier"]
     assert F["complete"] and F["preset"]["seeds"] == preset.seeds >= 5
     assert F["preset"]["eval_n"] >= 500 and F["preset"]["eval_every"] <= 25
     for arm in preset.arms:
@@ -71,5 +73,5 @@ def test_the_committed_frontier_is_the_frontier_preset_complete_and_redraws(tmp_
     assert set(F["frontier"]["vs_rlvr"]) == set(preset.arms) - {"rlvr"}
     (tmp_path / "summary.json").write_text(json.dumps(F))
     assert compare_methods.main(["--redraw", str(tmp_path)]) == 0
-    for name in compare_methods.FRONTIER_FILES.values():
+    for name in figures.FRONTIER_FILES.values():
         assert os.path.getsize(tmp_path / name) > 0 and os.path.getsize(os.path.join(FRONTIER, name)) > 0

@@ -17,6 +17,8 @@ import pytest
 import torch
 
 import compare_methods
+import figures
+import experiment
 import frontier
 import model
 import rlsd
@@ -51,7 +53,7 @@ def test_bootstrap_interval_brackets_the_mean_and_collapses_on_constants():
 
 
 def _steps(leaks):
-    return [{"kind": "step", "step": i, "cites_hint": c, "no_work": 0.0} for i, c in enumerate(leaks)]
+    return [{"kind": "step", "step": i, "leak": c} for i, c in enumerate(leaks)]
 
 
 def test_leak_onset_uses_full_trailing_windows_and_a_count_guard():
@@ -149,15 +151,15 @@ def test_probe_readings_are_the_first_order_change_of_one_update(base, monkeypat
     monkeypatch.setattr(model, "token_logprobs", lambda logits, targets: torch.log_softmax(logits.double(), -1)
                         .gather(-1, targets.unsqueeze(-1)).squeeze(-1))
     student, teacher, task = (copy.deepcopy(base[0]).double(), copy.deepcopy(base[1]).double(), base[2])
-    preset = replace(compare_methods.PRESETS["default"], probe_batches=1, probe_big=64)
+    preset = replace(experiment.PRESETS["default"], probe_batches=1, probe_big=64)
     arms = ["rlvr", "opsd"]
-    P = frontier.probe(student, teacher, [(a, *compare_methods.parse_arm(a)) for a in arms], preset, task)
+    P = frontier.probe(student, teacher, arms, preset, task=task)
     batches, _, held = frontier.probe_samples(student, preset, task)   # the same samples again
     for arm in arms:
-        name, over = compare_methods.parse_arm(arm)
+        name, over = experiment.parse_arm(arm)
         state = rlsd.make_state(student, rlsd.RLConfig(method=name, group_size=8, **over), opd_teacher=teacher)
-        g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(rlsd.step_loss(state, batches[0])[0],
-                                                                  list(state.policy.parameters()))])
+        loss = rlsd.step_loss(state, batches[0], rlsd.teacher_pass(state, batches[0]))[0]
+        g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(loss, list(state.policy.parameters()))])
         d, eps = -g / g.norm(), 1e-4
         theta = torch.nn.utils.parameters_to_vector(student.parameters()).detach()
         M = {}
@@ -176,9 +178,9 @@ def test_probe_zero_teacher_weight_is_grpo_exactly(base):
     """At step 0 the no-hint snapshot is the student itself (weight 1), RLSD with lam0 = 0
     is GRPO, and RLVR+OPSD with alpha = 0 is GRPO: the probe must read the same numbers."""
     student, teacher, task = base
-    preset = replace(compare_methods.PRESETS["default"], probe_batches=2, probe_big=64)
+    preset = replace(experiment.PRESETS["default"], probe_batches=2, probe_big=64)
     arms = ["rlvr", "rlsd:hint=none", "rlsd:lam0=0", "rlvr+opsd:alpha=0", "opsd"]
-    P = frontier.probe(student, teacher, [(a, *compare_methods.parse_arm(a)) for a in arms], preset, task)
+    P = frontier.probe(student, teacher, arms, preset, task=task)
     assert P["batches"] == 2 and P["big_samples"] == 64 and P["failed_responses"] > 0
     ref = P["arms"]["rlvr"]
     for arm in arms[1:4]:
@@ -206,14 +208,14 @@ def test_frontier_smoke_writes_one_entry_per_arm_the_probe_and_redraws(ckpt, tmp
     assert list(S["methods"]) == SMOKE_ARMS
     assert set(S["probe"]["main"]["arms"]) == set(SMOKE_ARMS)
     assert set(S["frontier"]["per_seed"]) == set(SMOKE_ARMS) and set(S["frontier"]["vs_rlvr"]) == set(SMOKE_ARMS[1:])
-    figs = [os.path.join(out, f) for f in compare_methods.FRONTIER_FILES.values()]
+    figs = [os.path.join(out, f) for f in figures.FRONTIER_FILES.values()]
     assert all(os.path.getsize(f) > 0 for f in figs)
     # figures 5 and 6 come back from the summary alone
     only = tmp_path / "only"
     only.mkdir()
     (only / "summary.json").write_text(open(os.path.join(out, "summary.json")).read())
     assert compare_methods.main(["--redraw", str(only)]) == 0
-    assert sorted(os.listdir(only)) == sorted(["summary.json", *compare_methods.FRONTIER_FILES.values()])
+    assert sorted(os.listdir(only)) == sorted(["summary.json", *figures.FRONTIER_FILES.values()])
 
 
 def test_redraw_of_a_folder_without_a_summary_is_one_line(tmp_path, capsys):

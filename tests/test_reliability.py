@@ -18,6 +18,7 @@ import torch
 
 import bench
 import compare_methods
+import experiment
 import model
 import rlsd
 import runtime
@@ -85,14 +86,14 @@ def test_a_signal_during_the_density_pass_stops_cleanly(ckpt, tmp_path):
 
 def test_a_signal_after_the_last_step_of_a_run_stops_before_the_next(ckpt, tmp_path, monkeypatch):
     # --steps 1: every step is a run's last; the old loop ignored the flag there and between runs
-    preset = replace(compare_methods.PRESETS["smoke"], controls=False, steps=1)
+    preset = replace(experiment.PRESETS["smoke"], controls=False, steps=1)
     real = rlsd.train_step
 
     def step_then_signal(state, problems):
         m = real(state, problems)
         os.kill(os.getpid(), signal.SIGINT)
         return m
-    monkeypatch.setattr(compare_methods.rlsd, "train_step", step_then_signal)
+    monkeypatch.setattr(rlsd, "train_step", step_then_signal)
     out = str(tmp_path / "o")
     assert compare_methods.compare(preset, ["rlvr", "rlsd"], "cpu", out, ckpt, progress=False) == 130
     S = json.load(open(os.path.join(out, "summary.json")))
@@ -101,22 +102,22 @@ def test_a_signal_after_the_last_step_of_a_run_stops_before_the_next(ckpt, tmp_p
 
 
 def test_a_huge_step_count_does_not_build_its_prompts_first(ckpt, tmp_path, monkeypatch):
-    preset = replace(compare_methods.PRESETS["smoke"], controls=False, steps=compare_methods.MAX_STEPS)
+    preset = replace(experiment.PRESETS["smoke"], controls=False, steps=compare_methods.MAX_STEPS)
     real = rlsd.train_step
 
     def step_then_signal(state, problems):
         os.kill(os.getpid(), signal.SIGINT)
         return real(state, problems)
-    monkeypatch.setattr(compare_methods.rlsd, "train_step", step_then_signal)
+    monkeypatch.setattr(rlsd, "train_step", step_then_signal)
     drawn = []
-    real_draw = compare_methods.verify.iter_problems
+    real_draw = experiment.verify.iter_problems
 
     def counting(*a, **k):
         for p in real_draw(*a, **k):
             if k.get("seed") == 10_000:   # the run's prompts (evaluation sets are drawn apart)
                 drawn.append(p)
             yield p
-    monkeypatch.setattr(compare_methods.verify, "iter_problems", counting)
+    monkeypatch.setattr(experiment.verify, "iter_problems", counting)
     assert compare_methods.compare(preset, ["rlvr"], "cpu", str(tmp_path / "o"), ckpt, progress=False) == 130
     assert len(drawn) == preset.prompts_per_step     # drawn as the run goes, not all up front
 
@@ -343,13 +344,13 @@ def test_the_resume_command_survives_a_shell(tmp_path):
 
 
 def test_a_stop_is_forgotten_once_its_run_has_ended(ckpt, tmp_path, monkeypatch):
-    preset = replace(compare_methods.PRESETS["smoke"], controls=False, steps=2)
+    preset = replace(experiment.PRESETS["smoke"], controls=False, steps=2)
     real = rlsd.train_step
 
     def step_then_signal(state, problems):
         os.kill(os.getpid(), signal.SIGINT)
         return real(state, problems)
-    monkeypatch.setattr(compare_methods.rlsd, "train_step", step_then_signal)
+    monkeypatch.setattr(rlsd, "train_step", step_then_signal)
     out = tmp_path / "o"
     out.mkdir()
     (out / "summary.json").write_text("{}")   # an earlier run's
@@ -399,14 +400,14 @@ def test_out_and_checkpoints_must_differ(tmp_path, capsys):
 
 
 def test_a_second_ctrl_c_stops_at_once_in_one_line(ckpt, tmp_path, monkeypatch, capsys):
-    preset = replace(compare_methods.PRESETS["smoke"], controls=False, steps=3)
+    preset = replace(experiment.PRESETS["smoke"], controls=False, steps=3)
     real = rlsd.train_step
 
     def step_with_two_signals(state, problems):
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)     # the second one, before the step ends
         return real(state, problems)
-    monkeypatch.setattr(compare_methods.rlsd, "train_step", step_with_two_signals)
+    monkeypatch.setattr(rlsd, "train_step", step_with_two_signals)
     assert compare_methods.compare(preset, ["rlvr"], "cpu", str(tmp_path / "o"), ckpt, progress=False) == 130
     err = capsys.readouterr().err
     assert "stopped at once" in err and "--resume" in err and "Traceback" not in err

@@ -280,7 +280,11 @@ def test_multiplication_option():
     assert verify.check_steps(p, "3*4=31;A:31").first_wrong == 0   # 13 is not 3*4
 
 
-def test_leak_rate_counts_a_response_that_cites_or_skips_once():
+def test_leak_rate_is_the_rate_of_citations_plus_the_rate_of_answers_without_work():
     p = verify.make_problems("test", 1, seed=3)[0]
-    checks = [verify.check_steps(p, verify.response_str(p, style)) for style in ("cite", "nowork", "work")]
-    assert verify.leak_rate(checks) == pytest.approx(2 / 3) and verify.leak_rate([]) == 0.0
+    both = f"H{verify.num(p.value)};A:{verify.num(p.value)}"   # cites and skips: counted twice
+    texts = [verify.response_str(p, style) for style in ("cite", "nowork", "work")] + [both]
+    checks = [verify.check_steps(p, t) for t in texts]
+    assert [(c.cites_hint, c.no_work) for c in checks] == [(True, False), (False, True), (False, False), (True, True)]
+    assert verify.leak_rate(checks) == 2 / 4 + 2 / 4 and verify.leak_rate(checks[:3]) == pytest.approx(2 / 3)
+    assert verify.leak_rate([]) == 0.0
