@@ -25,7 +25,7 @@ import time
 
 import torch
 
-import compare_methods
+import experiment
 import model
 import rlsd
 import runtime
@@ -115,7 +115,7 @@ def bench_methods(student, teacher, device, repeats, preset):
     whose speed drifts slows them all alike; medians over repeats, after a warm-up step."""
     probs = verify.make_problems("train", 64 * preset.prompts_per_step, seed=3)
     states = {m: rlsd.make_state(student, rlsd.RLConfig(method=m, group_size=preset.group_size, lr=preset.lr),
-                                 opd_teacher=teacher, seed=0) for m in compare_methods.DEFAULT_METHODS}
+                                 opd_teacher=teacher, seed=0) for m in experiment.DEFAULT_METHODS}
     rows = {m: [] for m in states}
     peak = {m: 0.0 for m in states}
     for i in range(repeats + 1):
@@ -133,7 +133,8 @@ def bench_methods(student, teacher, device, repeats, preset):
         med["t_step"] = statistics.median(r["t_rollout"] + r["t_teacher"] + r["t_update"] for r in rs)
         med["resp_len"] = statistics.mean(r["resp_len"] for r in rs)
         med["peak_memory_mb"] = peak[m] if device == "cuda" else None
-        med.update({k: v for k, v in compare_methods.cost_model(m, student, teacher).items() if k != "passes_per_step"})
+        med.update({k: v for k, v in experiment.cost_model(m, student, teacher).items()
+                    if k != "passes_per_step"})
         out[m] = med
     for m in ("opd", "opsd", "rlsd"):
         out[m]["step_over_rlvr"] = out[m]["t_step"] / out["rlvr"]["t_step"]
@@ -161,10 +162,11 @@ def measure(student, teacher, s_src, t_src, preset, base, device, repeats):
     res["matmul_flops_per_s"], res["train_step"] = mm, tr
     tr["fraction_of_matmul"] = tr["flops_per_s"] / mm
     print(f"train step: {tr['tokens_per_s']:9.0f} tok/s, {tr['flops_per_s'] / 1e9:6.1f} GFLOP/s = "
-          f"{100 * tr['fraction_of_matmul']:.0f}% of a 1024^3 float32 matmul ({mm / 1e9:.1f} GFLOP/s)", flush=True)
+          f"{100 * tr['fraction_of_matmul']:.0f}% of a 1024^3 float32 matmul ({mm / 1e9:.1f} GFLOP/s)",
+          flush=True)
     res["methods"] = bench_methods(student, teacher, device, repeats, preset)
-    print(f"\n{'method':8s}{'rollout':>9s}{'teacher':>9s}{'update':>9s}{'step s':>9s}{'/RLVR':>7s}{'resp len':>9s}"
-          f"{'params':>11s}{'peak MB':>9s}")
+    print(f"\n{'method':8s}{'rollout':>9s}{'teacher':>9s}{'update':>9s}{'step s':>9s}{'/RLVR':>7s}"
+          f"{'resp len':>9s}{'params':>11s}{'peak MB':>9s}")
     for m, r in res["methods"].items():
         peak = f"{r['peak_memory_mb']:9.1f}" if r["peak_memory_mb"] is not None else f"{'n/a':>9s}"
         print(f"{m:8s}{r['t_rollout']:9.3f}{r['t_teacher']:9.3f}{r['t_update']:9.3f}{r['t_step']:9.3f}"
@@ -175,14 +177,16 @@ def measure(student, teacher, s_src, t_src, preset, base, device, repeats):
 def main(argv=None):
     ap = runtime.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    ap.add_argument("--preset", default="default", help=f"compare preset whose sizes are timed: {', '.join(compare_methods.PRESETS)}")
+    ap.add_argument("--preset", default="default",
+                    help=f"compare preset whose sizes are timed: {', '.join(experiment.PRESETS)}")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--checkpoints", default="checkpoints")
     ap.add_argument("--out", default="bench.json")
     args = ap.parse_args(argv)
     try:
-        if args.preset not in compare_methods.PRESETS:
-            raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(compare_methods.PRESETS)}")
+        if args.preset not in experiment.PRESETS:
+            raise ValueError(f"unknown preset {args.preset!r}; "
+                             f"choose one of {', '.join(experiment.PRESETS)}")
         if not 1 <= args.repeats <= 1000:
             raise ValueError(f"--repeats must be a positive number up to 1000, got {args.repeats}")
         device = train_tiny.resolve_device(args.device)
@@ -190,7 +194,7 @@ def main(argv=None):
     except ValueError as e:
         print(f"bench.py: error: {e}", file=sys.stderr)
         return 2
-    preset = compare_methods.PRESETS[args.preset]
+    preset = experiment.PRESETS[args.preset]
     base = train_tiny.PRESETS[preset.base]
     try:
         student, s_src = load_or_init(base["student"], args.checkpoints, "student", device)

@@ -2,8 +2,7 @@
 
     python compare_methods.py                  # the default preset (README, "Quick start": its time)
     python compare_methods.py --preset smoke   # seconds; what the tests run
-    python compare_methods.py --preset frontier   # the frontier sweep (README, "Where dense
-                                                  # credit stops being free")
+    python compare_methods.py --preset frontier   # README, "Where dense credit stops being free"
     python compare_methods.py --redraw figures/frontier   # figures 5 and 6 again, from the summary
     python compare_methods.py --preset full --device cuda
 
@@ -51,13 +50,14 @@ def parser():
     ap = runtime.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
-    ap.add_argument("--arms", nargs="+", default=None, metavar="ARM",
-                    help="arms METHOD[:key=value,...], e.g. rlvr rlsd:eps_w=1,lam0=1 rlvr+opsd:alpha=0.1 "
-                         f"(methods: {', '.join(experiment.METHOD_ORDER)}; keys: {', '.join(experiment.ARM_KEYS)}; "
-                         "default: the preset's arms, the first four methods for default, smoke and full)")
+    ap.add_argument("--arms", nargs="+", default=None, metavar="ARM", help="arms METHOD[:key=value,...], "
+                    "e.g. rlvr rlsd:eps_w=1,lam0=1 rlvr+opsd:alpha=0.1 (methods: "
+                    f"{', '.join(experiment.METHOD_ORDER)}; keys: {', '.join(experiment.ARM_KEYS)}; "
+                    "default: the preset's arms, the first four methods for default, smoke and full)")
     ap.add_argument("--methods", default=None, metavar="M1,M2",
                     help="the same as --arms, comma-separated: --methods rlvr,opsd is --arms rlvr opsd")
-    ap.add_argument("--seeds", type=int, default=None, help=f"number of seeds, 1 to {MAX_SEEDS} (default: the preset's)")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help=f"seeds, 1 to {MAX_SEEDS} (default: the preset's)")
     ap.add_argument("--steps", type=int, default=None,
                     help=f"RL steps per run, 1 to {MAX_STEPS:,} (default: the preset's)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -68,7 +68,8 @@ def parser():
                          "(into --checkpoints) beside the shipped teacher (default 0: the shipped ones)")
     ap.add_argument("--retrain-base", action="store_true",
                     help="train the base models (into --checkpoints) instead of loading the shipped ones")
-    ap.add_argument("--resume", action="store_true", help="skip the runs that finished in --out and redo the rest")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the runs that finished in --out, redo the rest")
     ap.add_argument("--no-controls", action="store_true", help="skip the no-shift control runs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--redraw", default=None, metavar="DIR",
@@ -105,9 +106,9 @@ def check_args(args):
     device = train_tiny.resolve_device(args.device)
     out = args.out or os.path.join("runs", args.preset)
     runtime.check_folder(out)
-    for name in OUTPUT_FILES:
-        if os.path.isdir(os.path.join(out, name)):
-            raise ValueError(f"{os.path.join(out, name)!r} is a folder; compare_methods.py writes a file there")
+    for path in (os.path.join(out, name) for name in OUTPUT_FILES):
+        if os.path.isdir(path):
+            raise ValueError(f"{path!r} is a folder; compare_methods.py writes a file there")
     runtime.check_folder(args.checkpoints)
     if os.path.abspath(out) == os.path.abspath(args.checkpoints):
         raise ValueError("--out and --checkpoints must be different folders (each has its own summary.json)")
@@ -130,9 +131,9 @@ def main(argv=None):
     preset = replace(preset, seeds=args.seeds or preset.seeds, steps=args.steps or preset.steps,
                      controls=preset.controls and not args.no_controls)
     try:
-        return compare(preset, arms, device, out, args.checkpoints, resume=args.resume, progress=not args.quiet,
-                       argv=argv if argv is not None else sys.argv[1:], retrain_base=args.retrain_base,
-                       base_seed=args.base_seed, jobs=jobs)
+        return compare(preset, arms, device, out, args.checkpoints, resume=args.resume,
+                       progress=not args.quiet, argv=argv if argv is not None else sys.argv[1:],
+                       retrain_base=args.retrain_base, base_seed=args.base_seed, jobs=jobs)
     except (model.CheckpointError, runtime.FileProblem) as e:
         return error(e, 1)
     except ValueError as e:
@@ -177,32 +178,20 @@ def compare(preset, arms, device, out, checkpoints, **options):
             return 130
 
 
-def load_models(req, controls):
-    """Step 1: the shipped base models, else cached by configuration or trained (and then
-    their training stops and resumes on request). Returns (Setup, base-model summary)."""
-    shipped = None if req.retrain_base else train_tiny.SHIPPED
-    kw = dict(progress=req.progress, shipped=shipped, student_seed=req.base_seed)
-    student, teacher, base = train_tiny.build_base_models(req.preset.base, req.checkpoints, req.device, **kw)
-    students, summary = {"main": student}, {"student": base["student"], "teacher": base["teacher"]}
-    if controls:
-        students["control"], _, cbase = train_tiny.build_base_models(
-            req.preset.base, req.checkpoints, req.device, student_overrides=dict(cite_frac=0.0, nowork_frac=0.0), **kw)
-        summary["control_student"] = cbase["student"]
-    task = train_tiny.PRESETS[req.preset.base]["student"].task
-    return experiment.make_setup(req.preset, task, teacher, students), summary
-
-
 def _compare(req, again):
     t0 = time.time()
     if not req.resume:   # a fresh run: an earlier run's summary and figures must not sit beside its new log
         for name in RESULT_FILES:
             if os.path.isfile(os.path.join(req.out, name)):
                 os.remove(os.path.join(req.out, name))
-    controls = experiment.control_arms(req.arms, req.preset)
-    setup, base_summary = load_models(req, controls)
+    controls = experiment.control_arms(req.arms, req.preset)                                # 1.
+    setup, base_summary = experiment.load_setup(req.preset, req.checkpoints, req.device,
+                                                controls=bool(controls), progress=req.progress,
+                                                retrain=req.retrain_base, seed=req.base_seed)
     runs = experiment.planned_runs(req.arms, req.preset.seeds, controls)
     header = {"run": "header", "kind": "header", "preset": asdict(req.preset), "methods": req.arms,
-              "student": base_summary["student"]["checkpoint"], "teacher": base_summary["teacher"]["checkpoint"]}
+              "student": base_summary["student"]["checkpoint"],
+              "teacher": base_summary["teacher"]["checkpoint"]}
     log_path = os.path.join(req.out, "metrics.jsonl")
     rows, done = experiment.start_log(log_path, header, req.resume)
     with open(log_path, "a") as logf:
@@ -225,14 +214,15 @@ def _compare(req, again):
     S = None
     if done:   # summary and figures from the finished runs (a run cut short is redone by --resume)
         rows = [r for r in rows if r["run"] in done or r["run"] in ("density", "probe", "header")]
-        S = summary(req, setup, rows, runs, base_summary=base_summary, density=dens, probe=probe)
+        S = experiment.summarize(rows, runs, setup, base_summary=base_summary, density=dens, probe=probe)
         S.update(total_seconds=time.time() - t0, complete=complete,
                  command=shlex.join(["python", "compare_methods.py", *req.argv]))
         runtime.write_json(os.path.join(req.out, "summary.json"), S)
         try:
             figures.draw_all(rows, S, req.out)
         except OSError as e:
-            raise runtime.FileProblem(f"could not write the figures in {req.out}: {e.strerror or e}") from None
+            raise runtime.FileProblem(f"could not write the figures in {req.out}: "
+                                      f"{e.strerror or e}") from None
         print(experiment.table(S))
     if not complete:
         kept = f"{len(done)} finished run(s) are kept in {req.out}" if done else "no run had finished"
@@ -253,10 +243,10 @@ def density_stage(setup, rows, append):
 
 
 def probe_stage(setup, req, rows, append, *, controls):
-    """Step 2b, when the preset asks for it: the one-update probe (frontier.py) of every arm
-    from the main student and every control arm from the control student. Its samples are
+    """Step 2b, when the preset asks: the one-update probe (frontier.py) of every arm from
+    the main student and every control arm from the control student. Its samples are
     fixed by the seed, so a resume with more arms probes only those and merges them; the
-    last probe row of the log wins. Returns the probe, or None."""
+    log's last probe row wins. Returns the probe, or None."""
     old = next((r["data"] for r in reversed(rows) if r["run"] == "probe"), None) or {}
     missing = {v: [a for a in arms if a not in old.get(v, {}).get("arms", {})]
                for v, arms in (("main", req.arms), ("control", controls))}
@@ -276,23 +266,10 @@ def probe_stage(setup, req, rows, append, *, controls):
     return probe
 
 
-def summary(req, setup, rows, runs, *, base_summary, density, probe):
-    """Every number of summary.json: experiment.summarize's, and frontier.py's when the
-    preset probes."""
-    params = {a: experiment.cost_model(experiment.method_of(a), setup.students["main"], setup.teacher)
-              for a in req.arms}
-    S = experiment.summarize(rows, runs, req.preset, base_summary=base_summary, density=density, params=params)
-    if probe:
-        import frontier
-        S["probe"] = probe
-        S["frontier"] = frontier.frontier_stats(experiment.rows_by_run(rows), runs, S, probe)
-    return S
-
-
 # ---------------------------------------------------------------- runs, in one process or several
 
 def run_serial(setup, todo, append, *, done, progress):
-    """Step 3 in this process: run after run, the step-0 evaluation of a (student, seed)
+    """Step 3 in this process, run by run; the step-0 evaluation of a (student, seed) is
     computed once and shared by its arms."""
     memo = {}
     for variant, arm, seed in todo:
@@ -313,7 +290,7 @@ def run_serial(setup, todo, append, *, done, progress):
 def _worker(tasks, results, threads, setup):
     """A --jobs process: runs (variant, arm, seed) from `tasks` until None, sending every log
     row and each run's end to `results`. It stops after the current step on SIGTERM (the
-    parent forwards a stop request); Ctrl-C goes to the parent alone."""
+    parent's stop request); Ctrl-C goes to the parent alone."""
     import signal
     import traceback
     import torch
@@ -340,9 +317,9 @@ def _worker(tasks, results, threads, setup):
 
 
 def run_parallel(setup, todo, append, *, done, jobs, device):
-    """Step 3 in `jobs` processes (spawned, so that CUDA and OpenMP start clean in each),
-    the cores divided between them. Rows reach one log, through this process, in the order
-    they arrive; the summary does not depend on that order."""
+    """Step 3 in `jobs` spawned processes (CUDA and OpenMP start clean in each), the cores
+    divided between them. Rows reach one log, through this process, in the order they
+    arrive; the summary does not depend on that order."""
     import multiprocessing as mp
     import signal
     import torch
@@ -352,7 +329,8 @@ def run_parallel(setup, todo, append, *, done, jobs, device):
     for r in [*todo, *[None] * jobs]:
         tasks.put(r)
     threads = 1 if device != "cpu" else max(1, torch.get_num_threads() // jobs)
-    procs = [ctx.Process(target=_worker, args=(tasks, results, threads, setup), daemon=True) for _ in range(jobs)]
+    procs = [ctx.Process(target=_worker, args=(tasks, results, threads, setup), daemon=True)
+             for _ in range(jobs)]
     saved = signal.signal(signal.SIGINT, signal.SIG_IGN)   # inherited: a terminal's Ctrl-C is ours alone
     try:
         for p in procs:
@@ -375,9 +353,9 @@ def run_parallel(setup, todo, append, *, done, jobs, device):
 
 
 def _collect(procs, tasks, results, *, append, done, total):
-    """The parent's loop while workers run: log their rows, count their ends, forward a stop
-    request (no new runs; the current ones stop after their step). Returns a worker's
-    traceback, or None."""
+    """The parent's loop while workers run: log their rows and ends, forward a stop request
+    (no new runs; the current ones stop after their step). Returns a worker's traceback,
+    or None."""
     import queue
     running, forwarded, finished, failure = len(procs), False, 0, None
     while running:
@@ -404,7 +382,8 @@ def _collect(procs, tasks, results, *, append, done, total):
         elif kind == "end":
             (variant, arm, seed), key = a, run_key(*a)
             if b != "stopped":
-                append({"run": key, "variant": variant, "method": arm, "seed": seed, "kind": "end", "status": b})
+                append({"run": key, "variant": variant, "method": arm, "seed": seed, "kind": "end",
+                        "status": b})
                 done.add(key)
             finished += 1
             print(f"[{finished}/{total}] {key}: {b}", file=sys.stderr)

@@ -2,8 +2,9 @@
 sampled responses of the base student?
 
   density_credits  each row's per-token credit, computed by the loop's own code: a state
-                   of that arm (rlsd.make_state), its teacher pass and rlsd.step_loss at
-                   step 0, so that a change to a method's credit shows here at once
+                   of that arm (rlsd.make_state), its teacher pass (rlsd.teacher_pass) and
+                   its Method.credit on a Step record at step 0, so that a change to a
+                   method's credit shows here at once
   jsd_push         what OPSD's JSD does to each sampled token's logit (its real signal)
   signal_density   the measurements: how much the credit varies inside a response, whether
                    a failed response's most-blamed token lies in its first wrong step, and
@@ -15,6 +16,7 @@ compare_methods.py runs it once per comparison, on the base student (docs/METHOD
 import numpy as np
 import torch
 
+import model
 import rlsd
 import verify
 from experiment import parse_arm
@@ -42,17 +44,23 @@ def jsd_push(student_logits, teacher_logits, tokens, mask, beta=0.5):
 @torch.no_grad()
 def density_credits(student, teacher, roll, group_size, rows=DENSITY_ARMS):
     """{row: (B, T) credit} for one rollout: what train_step would weight each token by at
-    step 0 of that arm (its credit, through rlsd.step_loss), or, for "opsd_jsd", the push
-    of OPSD's own loss on each sampled token."""
-    out = {}
+    step 0 of that arm, or, for "opsd_jsd", the push of OPSD's own loss on each sampled
+    token. Each arm's credit is its Method.credit called on the Step record step_loss
+    builds: the student's scores (one forward, shared: at step 0 every arm's student is
+    the base student) and that arm's teacher pass (one per teacher and hint)."""
+    logits = rlsd.response_logits(student, roll.contexts, roll.tokens)
+    logp = model.token_logprobs(logits, roll.tokens)
+    passes, out = {}, {}
     for row, arm in rows.items():
         name, over = parse_arm(arm)
         cfg = rlsd.RLConfig(method=name, group_size=group_size, **over)
         state = rlsd.make_state(student, cfg, opd_teacher=teacher)
-        teacher_out = rlsd.teacher_pass(state, roll)
-        _, s, credit = rlsd.step_loss(state, roll, teacher_out)
-        out[row] = jsd_push(s.logits, s.teacher_logits, roll.tokens, roll.mask, cfg.jsd_beta) \
-            if row == "opsd_jsd" else credit
+        key = (state.method.teacher, cfg.hint)
+        if key not in passes:
+            passes[key] = rlsd.teacher_pass(state, roll)
+        s = rlsd.Step(roll, logits, logp, *passes[key], step=0, alpha=state.alpha)
+        out[row] = state.method.credit(s, cfg) if row != "opsd_jsd" else \
+            jsd_push(logits, s.teacher_logits, roll.tokens, roll.mask, cfg.jsd_beta)
     return out
 
 

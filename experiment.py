@@ -1,7 +1,7 @@
 """experiment.py: what one comparison is, and what it records.
 
   Preset, PRESETS   the settings of a comparison (base models, steps, seeds, batch, rate,
-                    evaluation, which arms) by name: smoke, default, full, frontier
+                    evaluation, which arms) by name: smoke, default, full, frontier, frontier-smoke
   parse_arm         an arm is a method with setting overrides, 'rlsd:eps_w=1,lam0=1'; the
                     one place an arm's text is read
   evaluate_policy   greedy and sampled accuracy on held-out problems, and two KL yardsticks
@@ -50,7 +50,7 @@ class Preset:
 
 PRESETS = {
     "smoke": Preset(base="smoke", steps=4, seeds=1, prompts_per_step=4, group_size=4, lr=1e-4,
-                    eval_every=2, eval_n=16, density_prompts=16, probe_batches=1, probe_big=16),
+                    eval_every=2, eval_n=16, density_prompts=16),
     # lr 3e-5 was picked on train reward alone (docs/LOG.md): at 1e-4 every method's train
     # reward fell, and with the rewards shuffled it fell to 0, so the fall is optimizer noise;
     # at 1e-5 RLVR rose but OPSD barely moved in 60 steps
@@ -68,11 +68,15 @@ FRONTIER_ARMS = (
     "rlsd:lam_kind=constant,lam0=1,eps_w=0.5", "rlsd:lam_kind=constant,lam0=1,eps_w=1",
     "rlsd:lam_kind=constant,lam0=1,eps_w=3", "rlsd:hint=solution", "rlsd:hint=none",
     "rlvr+opsd:alpha=0.01", "rlvr+opsd:alpha=0.03", "rlvr+opsd:alpha=0.1", "rlvr+opsd:alpha=0.3",
-    "rlvr+opsd:alpha=1", "rlvr+opsd:alpha=3", "rlvr+opsd:alpha=10", "rlvr+opsd:alpha=10,alpha_leak_threshold=0.05",
-    "opsd", "opsd:hint=solution")
+    "rlvr+opsd:alpha=1", "rlvr+opsd:alpha=3", "rlvr+opsd:alpha=10",
+    "rlvr+opsd:alpha=10,alpha_leak_threshold=0.05", "opsd", "opsd:hint=solution")
 PRESETS["frontier"] = replace(PRESETS["default"], seeds=5, eval_every=20, eval_n=500, arms=FRONTIER_ARMS,
-                              control_arms=("opsd", "rlvr+opsd:alpha=1", "rlsd:lam_kind=constant,lam0=1,eps_w=3"),
+                              control_arms=("opsd", "rlvr+opsd:alpha=1",
+                                            "rlsd:lam_kind=constant,lam0=1,eps_w=3"),
                               probe_batches=50, probe_big=4096)
+# the frontier's pipeline (the probe, its statistics, figures 5 and 6) at the smoke size, in seconds
+PRESETS["frontier-smoke"] = replace(PRESETS["smoke"], probe_batches=1, probe_big=16,
+                                    arms=("rlvr", "rlvr+opsd:alpha=0.1", "rlsd:eps_w=1,lam0=1", "rlsd:hint=none"))
 
 
 # ---------------------------------------------------------------- arms
@@ -95,7 +99,8 @@ def parse_arm(text):
     for item in rest.split(",") if rest else []:
         key, eq, value = item.partition("=")
         if not eq or key not in ARM_KEYS:
-            raise ValueError(f"arm {text!r}: {item!r} is not key=value with a key among {', '.join(ARM_KEYS)}")
+            raise ValueError(f"arm {text!r}: {item!r} is not key=value with a key among "
+                             f"{', '.join(ARM_KEYS)}")
         try:
             over[key] = ARM_KEYS[key](value)
         except ValueError:
@@ -139,7 +144,8 @@ def control_arms(arms, preset):
 def planned_runs(arms, seeds, controls):
     """Seed by seed, so that a sweep cut short has whole seeds: every arm from the main
     student, then the control arms."""
-    return [run for s in range(seeds) for run in [("main", a, s) for a in arms] + [("control", a, s) for a in controls]]
+    return [run for s in range(seeds)
+            for run in [("main", a, s) for a in arms] + [("control", a, s) for a in controls]]
 
 
 def eval_sets(preset, task):
@@ -169,7 +175,8 @@ def evaluate_policy(policy, evalsets, seed, references):
     tokens, mask = roll.tokens[:n], roll.mask[:n]
     logits = rlsd.response_logits(policy, roll.contexts[:n], tokens)
     for name, (ref, hint) in references.items():
-        ref_logits = rlsd.response_logits(ref, [verify.prompt_ids(p, hint) for p in roll.problems[:n]], tokens)
+        ref_logits = rlsd.response_logits(ref, [verify.prompt_ids(p, hint) for p in roll.problems[:n]],
+                                          tokens)
         kl = rlsd.kl_divergence(logits, ref_logits, mask)  # KL(policy || ref) per token
         out[f"kl_{name}"] = (kl.sum() / mask.sum()).item()
     return out
@@ -187,9 +194,23 @@ class Setup:
     references: dict             # student -> {yardstick: (model, hint)}
 
 
-def make_setup(preset, task, teacher, students):
-    refs = {v: {"hinted_initial": (net, "answer"), "opd_teacher": (teacher, "none")} for v, net in students.items()}
-    return Setup(preset, task, teacher, students, eval_sets(preset, task), refs)
+def load_setup(preset, checkpoints, device, *, controls, progress=True, retrain=False, seed=0):
+    """The base models: the shipped ones (seed 0), else cached by configuration in
+    `checkpoints` or trained there (train_tiny.py; that training stops and resumes on
+    request); the control student too when control arms run. Returns (Setup, the
+    base-model summary)."""
+    kw = dict(progress=progress, shipped=None if retrain else train_tiny.SHIPPED, student_seed=seed)
+    student, teacher, base = train_tiny.build_base_models(preset.base, checkpoints, device, **kw)
+    students, summary = {"main": student}, {"student": base["student"], "teacher": base["teacher"]}
+    if controls:
+        no_shift = dict(cite_frac=0.0, nowork_frac=0.0)
+        students["control"], _, cbase = train_tiny.build_base_models(preset.base, checkpoints, device,
+                                                                     student_overrides=no_shift, **kw)
+        summary["control_student"] = cbase["student"]
+    task = train_tiny.PRESETS[preset.base]["student"].task
+    refs = {v: {"hinted_initial": (net, "answer"), "opd_teacher": (teacher, "none")}
+            for v, net in students.items()}
+    return Setup(preset, task, teacher, students, eval_sets(preset, task), refs), summary
 
 
 def run_one(setup, variant, arm, seed, log, progress=True, memo=None):
@@ -202,7 +223,8 @@ def run_one(setup, variant, arm, seed, log, progress=True, memo=None):
     sampling seed); only the row that computed it carries its time, t_eval."""
     preset = setup.preset
     torch.manual_seed(seed)
-    state = rlsd.make_state(setup.students[variant], arm_config(arm, preset), opd_teacher=setup.teacher, seed=seed)
+    state = rlsd.make_state(setup.students[variant], arm_config(arm, preset), opd_teacher=setup.teacher,
+                            seed=seed)
     # the same prompts in the same order for every method of a seed, drawn as the run goes
     prompts = verify.iter_problems("train", seed=10_000 + seed, cfg=setup.task)
     bar = runtime.progress_bar(preset.steps, f"{arm} seed {seed}", progress)
@@ -255,7 +277,8 @@ def read_log(path):
     for n, line in enumerate(lines, 1):
         try:
             row = json.loads(line.decode("utf-8"))
-            if not (isinstance(row, dict) and isinstance(row.get("run"), str) and isinstance(row.get("kind"), str)):
+            if not (isinstance(row, dict) and isinstance(row.get("run"), str)
+                    and isinstance(row.get("kind"), str)):
                 raise ValueError
             rows.append(row)
         except ValueError:   # JSONDecodeError and UnicodeDecodeError included
@@ -274,7 +297,8 @@ def start_log(log_path, header, resume):
     old = next((r for r in rows if r["kind"] == "header"), None)
     header = json.loads(json.dumps(header))   # as it reads back (tuples become lists)
     # the arms may differ (runs are kept by arm); every other setting must not
-    same = lambda h: {k: ({**v, "arms": None} if k == "preset" else v) for k, v in h.items() if k != "methods"}
+    same = lambda h: {k: ({**v, "arms": None} if k == "preset" else v)
+                      for k, v in h.items() if k != "methods"}
     if resume and old is not None and same(old) != same(header):
         raise ValueError(f"{log_path} was made with other settings (preset, steps, seeds or base models); "
                          f"rerun without --resume, or give another --out")
@@ -306,9 +330,11 @@ def rows_by_run(rows):
     return by_run
 
 
-def summarize(rows, runs, preset, *, base_summary, density, params):
-    """Every number the figures and README use, from the logged rows (frontier.py adds its
-    own when the preset probes)."""
+def summarize(rows, runs, setup, *, base_summary, density, probe=None):
+    """Every number the figures and README use, from the logged rows; frontier.py adds its
+    statistics when the preset probes (so the default run never imports it)."""
+    preset = setup.preset
+    params = {a: cost_model(method_of(a), setup.students["main"], setup.teacher) for _, a, _ in runs}
     by_run = rows_by_run(rows)
     S = {"preset": asdict(preset), "base_models": base_summary, "signal_density": density, "runs": {},
          "methods": {}}
@@ -316,7 +342,8 @@ def summarize(rows, runs, preset, *, base_summary, density, params):
         rs = by_run.get(run_key(variant, arm, seed), [])
         evals = [r for r in rs if r["kind"] == "eval"]
         status = next((r["status"] for r in rs if r["kind"] == "end"), "incomplete")
-        S["runs"][run_key(variant, arm, seed)] = {"status": status, "steps": sum(r["kind"] == "step" for r in rs),
+        S["runs"][run_key(variant, arm, seed)] = {"status": status,
+                                                  "steps": sum(r["kind"] == "step" for r in rs),
                                                   "final_eval": evals[-1] if evals else None}
     arms = list(dict.fromkeys(a for _, a, _ in runs))   # in the order they ran
     for variant in ("main", "control"):
@@ -329,6 +356,10 @@ def summarize(rows, runs, preset, *, base_summary, density, params):
             S["methods"][name] = arm_summary([by_run[k] for k in finished], params[arm])
             S["methods"][name]["n_failed"] = sum(S["runs"][k]["status"].startswith("failed") for k in keys)
     S["profile_seconds"] = profile(rows)
+    if probe:
+        import frontier
+        S["probe"] = probe
+        S["frontier"] = frontier.frontier_stats(by_run, runs, S, probe)
     # learning speed: first eval step at which each arm reaches RLVR's final test accuracy
     target = S["methods"].get("rlvr", {}).get("final_greedy_test_mean")
     if target is not None:
@@ -384,8 +415,8 @@ def arm_summary(per_seed, params):
     steps = [[r for r in rs if r["kind"] == "step"] for rs in per_seed]
     tail = lambda rs, k, n=10: float(np.mean([r[k] for r in rs[-n:]])) if rs and k in rs[-1] else None
     head = lambda rs, k, n=10: float(np.mean([r[k] for r in rs[:n]])) if rs and k in rs[0] else None
-    for k in ("reward", "cites_hint", "no_work", "leak", "faithful", "lucky", "resp_len", "kl_full", "kl_sampled",
-              "adv_within_std", "rlsd_clip_frac"):
+    for k in ("reward", "cites_hint", "no_work", "leak", "faithful", "lucky", "resp_len", "kl_full",
+              "kl_sampled", "adv_within_std", "rlsd_clip_frac"):
         out[f"first10_{k}"] = _mean_std([head(rs, k) for rs in steps])[0]
         out[f"last10_{k}"] = _mean_std([tail(rs, k) for rs in steps])[0]
     # per seed: the leak rate over the last 10 steps, and how far greedy and sampled test
@@ -413,6 +444,7 @@ def table(S):
         cells = []
         for c in cols:
             v = ms.get(c)
-            cells.append(f"{'-':>10s}" if v is None else f"{v:>10.3f}" if isinstance(v, float) else f"{v:>10d}")
+            cells.append(f"{'-':>10s}" if v is None
+                         else f"{v:>10.3f}" if isinstance(v, float) else f"{v:>10d}")
         lines.append(f"{name:{w}s}" + "".join(cells))
     return "\n".join(lines)

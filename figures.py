@@ -38,7 +38,8 @@ DENSITY_STYLE = {"rlvr": ("RLVR (GRPO)", "RLVR", "tab:blue"),
                  "opsd": ("OPSD, sampled-token stand-in", "OPSD\nsampled-token\nstand-in", "lightcoral"),
                  "rlsd": ("RLSD", "RLSD", "tab:purple"),
                  "rlsd_solution": ("RLSD, full-solution hint", "RLSD\nsolution hint", "tab:pink")}
-SYMBOLS = {"lam0": "λ", "eps_w": "ε_w", "alpha": "α", "lam_decay_steps": "decay", "refresh_every": "refresh"}
+SYMBOLS = {"lam0": "λ", "eps_w": "ε_w", "alpha": "α", "lam_decay_steps": "decay",
+           "refresh_every": "refresh"}
 
 
 def _pyplot():
@@ -150,8 +151,8 @@ def redraw(folder):
     elif "frontier" in S:
         draw_frontier_figures(S, folder)
     else:
-        raise runtime.FileProblem(f"{folder} has no metrics.jsonl and its summary has no frontier statistics: "
-                                  "nothing to redraw")
+        raise runtime.FileProblem(f"{folder} has no metrics.jsonl and its summary has no frontier "
+                                  "statistics: nothing to redraw")
     print(f"figures redrawn in {folder}")
     return 0
 
@@ -226,8 +227,9 @@ def _credit_tokens(ax, plt, kind, e, names):
     ax.set_xlim(0, max(len(e["tokens"]), 20) + 14)
     ax.set_ylim(len(names), -1.2)
     span = e["wrong_span"] if kind != "faithful" else None
-    ax.text(0, -0.9, f"{kind} response to {e['prompt']}   (that is {verify.flip(e['prompt'])[:-1]}: every number "
-            f"is written least-significant digit first)" + ("; first wrong step underlined" if span else ""),
+    ax.text(0, -0.9, f"{kind} response to {e['prompt']}   (that is {verify.flip(e['prompt'])[:-1]}: every "
+            f"number is written least-significant digit first)"
+            + ("; first wrong step underlined" if span else ""),
             fontsize=9, weight="bold")
     for j, name in enumerate(names):
         c = np.asarray(e["credit"][name])
@@ -288,8 +290,8 @@ def draw_leakage(rows, S, methods, out):
               ("step", "resp_len", "response length, tokens (training samples)"),
               ("step", "kl_full", "KL(student || its own teacher), nats/token\n(each method's teacher: "
                                   "not comparable across methods)"),
-              ("eval", "kl_hinted_initial", "KL(student || initial student + answer hint)\n(test prompts, the "
-                                            "same yardstick for all)"),
+              ("eval", "kl_hinted_initial", "KL(student || initial student + answer hint)\n(test prompts, "
+                                            "the same yardstick for all)"),
               ("eval", "sampled_test", f"sampled accuracy on test (T = 1)\n(evaluated every {every} steps)"),
               ("eval", "greedy_test", f"greedy accuracy on test\n(evaluated every {every} steps)")]
     fig, axes = plt.subplots(2, 4, figsize=(16, 8))
@@ -300,8 +302,8 @@ def draw_leakage(rows, S, methods, out):
             _band(ax, _series(rows, "main", m, kind, key), color(m, methods), label(m),
                   smooth=10 if kind == "step" else 1)
             if method_of(m) in ("opsd", "rlsd"):
-                _band(ax, _series(rows, "control", m, kind, key), color(m, methods), label(m) + ", no-shift control",
-                      smooth=10 if kind == "step" else 1, ls=":")
+                _band(ax, _series(rows, "control", m, kind, key), color(m, methods),
+                      label(m) + ", no-shift control", smooth=10 if kind == "step" else 1, ls=":")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("RL step")
         ax.grid(alpha=0.3)
@@ -339,7 +341,8 @@ def draw_cost(S, methods, out):
     axes[2].legend(fontsize=8)
     for ax in axes:
         ax.set_xticks(xs, [label(m) for m in methods], fontsize=8, rotation=15 if len(methods) > 5 else 0)
-    fig.suptitle("Cost per method: memory resident and time per step (rollout, teacher pass, update)", fontsize=10)
+    fig.suptitle("Cost per method: memory resident and time per step (rollout, teacher pass, update)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(out, FIGURE_FILES["cost"]), dpi=110)
     plt.close(fig)
@@ -387,14 +390,15 @@ def draw_frontier(S, path):
         points.append((axes[2], deriv, leak, 1.0))
         for ax, x, y, scale in points:
             ax.errorbar(x["mean"], scale * y["mean"], xerr=_err(x), yerr=scale * np.array(_err(y)), **kw)
-            ax.annotate(str(i), (x["mean"], scale * y["mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            ax.annotate(str(i), (x["mean"], scale * y["mean"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
         handles.append(Line2D([], [], marker=kw["fmt"], color=c, mfc=kw["mfc"], ls="",
                               label=f"{i}  {short_label(arm)}" + (" (control student)" if control else "")))
-    blame_label = ("targeted blame (probe): first-order drop of the first wrong step's\nlog-prob below the correct "
-                   "prefix's, per unit-length update (nats)")
+    blame_label = ("targeted blame (probe): first-order drop of the first wrong step's\nlog-prob below the "
+                   "correct prefix's, per unit-length update (nats)")
     bg = P["main"]["background_leak"]
-    axes[0].set(xlabel=blame_label, ylabel=f"leak rate, last {F['leak_window']} steps (hint citations + no-work answers)",
-                title="Density against leakage")
+    axes[0].set(xlabel=blame_label, ylabel=f"leak rate, last {F['leak_window']} steps (hint citations "
+                "+ no-work answers)", title="Density against leakage")
     axes[1].axhline(0, color="gray", lw=1)
     axes[1].set(xlabel=blame_label, ylabel="final greedy test accuracy minus RLVR's, same seed (points)",
                 title="Density against accuracy (paired by seed)")
@@ -409,9 +413,10 @@ def draw_frontier(S, path):
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False,
                title="arms (squares, hollow: the control student,\nwhose hinted self has nothing to leak)",
                title_fontsize=8)
-    fig.suptitle(f"The frontier: {S['preset']['seeds']} seeds x {S['preset']['steps']} steps per arm; error bars: "
-                 f"bootstrap 95% intervals, over seeds (y, and accuracy) and over {P['main']['batches']} probe batches "
-                 f"(x); dotted: the base student's background leak rate", fontsize=10)
+    fig.suptitle(f"The frontier: {S['preset']['seeds']} seeds x {S['preset']['steps']} steps per arm; "
+                 f"error bars: bootstrap 95% intervals, over seeds (y, and accuracy) and over "
+                 f"{P['main']['batches']} probe batches (x); dotted: the base student's background leak rate",
+                 fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.83, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -455,9 +460,9 @@ def draw_knobs(S, path):
                         dict(marker="*", s=60, color=c, edgecolor="k", lw=0.5), text)
     for fam, (r, xlabel, c) in KNOB_ROWS.items():
         _knob_axes(axes[r], F, fam, xlabel, steps)
-    fig.suptitle(f"Dose-response: {S['preset']['seeds']} seeds, {steps} steps; onset = first step at which the "
-                 f"{F['leak_window']}-step leak rate exceeds {F['onset_factor']:g}x the base student's background, "
-                 f"with at least {F.get('onset_min_count', 1)} leaks in the window", fontsize=10)
+    fig.suptitle(f"Dose-response: {S['preset']['seeds']} seeds, {steps} steps; onset = first step at which "
+                 f"the {F['leak_window']}-step leak rate exceeds {F['onset_factor']:g}x the base student's "
+                 f"background, with at least {F.get('onset_min_count', 1)} leaks in the window", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -483,7 +488,8 @@ def _knob_point(row, F, arm, dose, steps, errorbar, scatter, text=None):
     row[0].errorbar(dose, 100 * d["mean"], yerr=100 * np.array(_err(d)), capsize=3, **errorbar,
                     **({"label": text} if text else {}))
     on = [v["leak_onset"] for v in per.values()]
-    row[1].scatter(dose * np.linspace(0.92, 1.08, len(on)), [steps + 5 if o is None else o for o in on], **scatter)
+    row[1].scatter(dose * np.linspace(0.92, 1.08, len(on)), [steps + 5 if o is None else o for o in on],
+                   **scatter)
     leak = _mean_ci(per, "final_leak")
     row[2].errorbar(dose, leak["mean"], yerr=_err(leak), capsize=3, **errorbar)
 

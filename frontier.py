@@ -155,7 +155,8 @@ def _betainc(a, b, x):
     if x > (a + 1) / (a + b + 2):
         return 1.0 - _betainc(b, a, 1 - x)
     tiny = 1e-300
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x))
     c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
     d = 1.0 / (d if abs(d) > tiny else tiny)
     h = d
@@ -209,7 +210,8 @@ def yardsticks(net, roll, group_size):
         mask = torch.zeros(len(ids), T, device=roll.tokens.device)
         for i, t in enumerate(ids):
             tokens[i, :len(t)], mask[i, :len(t)] = torch.tensor(t), 1.0
-        lp = model.token_logprobs(rlsd.response_logits(net, [verify.prompt_ids(p) for p in probs], tokens), tokens)
+        lp = model.token_logprobs(rlsd.response_logits(net, [verify.prompt_ids(p) for p in probs], tokens),
+                                  tokens)
         out[name] = ((lp * mask).sum(1)).mean()   # log-prob of the whole opening
     return out, {"failed_responses": len(wrong), "prompts": len(probs)}
 
@@ -229,8 +231,8 @@ def probe_samples(student, preset, task, seed=0):
     G, P = preset.group_size, preset.prompts_per_step
     cfg0 = rlsd.RLConfig(group_size=G)
     gen = torch.Generator(device=student.wte.weight.device).manual_seed(seed)
-    batches = _rollouts(student, verify.iter_problems("train", seed=50_000 + seed, cfg=task), preset.probe_batches,
-                        P, cfg0, gen)
+    batches = _rollouts(student, verify.iter_problems("train", seed=50_000 + seed, cfg=task),
+                        preset.probe_batches, P, cfg0, gen)
     big = _rollouts(student, verify.iter_problems("train", seed=60_000 + seed, cfg=task),
                     max(1, preset.probe_big // (P * G)), P, cfg0, gen)
     held = rlsd.rollout(student, verify.make_problems("train", max(8, preset.probe_big // (4 * G)),
@@ -270,8 +272,8 @@ def probe(student, teacher, arms, preset, *, task, seed=0, progress=False, log=p
         per = _probe_arm(state, batches, yard, g_big)
         out["arms"][arm] = {k: {**bootstrap_ci(v), "per_batch": v} for k, v in per.items()}
         if progress:
-            log(f"probe {arm}: blame {out['arms'][arm]['blame']['mean']}, cite {out['arms'][arm]['cite']['mean']}, "
-                f"cos {out['arms'][arm]['cos_big']['mean']}")
+            log(f"probe {arm}: blame {out['arms'][arm]['blame']['mean']}, "
+                f"cite {out['arms'][arm]['cite']['mean']}, cos {out['arms'][arm]['cos_big']['mean']}")
     out["seconds"] = time.time() - t0
     return out
 
@@ -279,7 +281,8 @@ def probe(student, teacher, arms, preset, *, task, seed=0, progress=False, log=p
 def _loss_grad(state, roll):
     """The gradient of the loop's step-0 loss on one batch, flattened: the teacher pass,
     then rlsd.step_loss, as train_step calls them."""
-    return _flat_grad(rlsd.step_loss(state, roll, rlsd.teacher_pass(state, roll))[0], list(state.policy.parameters()))
+    return _flat_grad(rlsd.step_loss(state, roll, rlsd.teacher_pass(state, roll))[0],
+                      list(state.policy.parameters()))
 
 
 def _probe_arm(state, batches, yard, g_big):

@@ -173,7 +173,8 @@ class GPT(nn.Module):
             col = torch.arange(past, past + T, device=idx.device).unsqueeze(0)  # (1, T)
             pos = (col - start.view(-1, 1)).clamp(min=0)  # (B, T): positions count from the first real token
             if T == 1:  # one decoding step: the new token sees every real key so far
-                mask = (torch.arange(past + 1, device=idx.device) >= start.view(-1, 1)).view(B, 1, 1, past + 1)
+                mask = (torch.arange(past + 1, device=idx.device)
+                        >= start.view(-1, 1)).view(B, 1, 1, past + 1)
             else:
                 mask = padded_attention_mask(start, past, past + T, past + T)
         x = self.wte(idx)                                   # no position table: rotary on q, k
@@ -198,7 +199,8 @@ class GPT(nn.Module):
         dev = self.wte.weight.device
         B, L = len(prompts), max(len(p) for p in prompts)
         if L + max_new_tokens > self.cfg.block_size:
-            raise ValueError(f"prompt ({L}) + max_new_tokens ({max_new_tokens}) exceeds block_size {self.cfg.block_size}")
+            raise ValueError(f"prompt ({L}) + max_new_tokens ({max_new_tokens}) exceeds "
+                             f"block_size {self.cfg.block_size}")
         idx = torch.full((B, L), pad_id, dtype=torch.long)
         for b, p in enumerate(prompts):
             idx[b, L - len(p):] = torch.tensor(p, dtype=torch.long)
@@ -236,7 +238,8 @@ def token_logprobs(logits, targets):
     """log p(targets[b, t]) under logits[b, t]: (B, T, V), (B, T) -> (B, T), computed as
     the negative per-token cross-entropy (stable log-softmax inside)."""
     B, T, V = logits.shape
-    return -F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T), reduction="none").view(B, T)
+    return -F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T),
+                            reduction="none").view(B, T)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -279,7 +282,8 @@ def load(path, expected_config=None, device="cpu"):
         raise CheckpointError(f"checkpoint {path} is unreadable: damaged, or not a file of plain tensors "
                               f"(anything else is refused, never unpickled); {fix}") from None
     except Exception:
-        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a checkpoint); {fix}") from None
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a checkpoint); "
+                              f"{fix}") from None
     if not isinstance(ck, dict) or not {"config", "state_dict"} <= set(ck):
         raise CheckpointError(f"checkpoint {path} lacks its config or weights; {fix}")
     known = {f.name for f in fields(GPTConfig)}
@@ -291,7 +295,8 @@ def load(path, expected_config=None, device="cpu"):
         raise CheckpointError(f"checkpoint {path} has meta of type {type(meta).__name__}, not a dict; {fix}")
     cfg = GPTConfig(**ck["config"])
     if expected_config is not None and asdict(expected_config) != asdict(cfg):
-        diff = {k: (v, asdict(expected_config)[k]) for k, v in asdict(cfg).items() if asdict(expected_config)[k] != v}
+        diff = {k: (v, asdict(expected_config)[k]) for k, v in asdict(cfg).items()
+                if asdict(expected_config)[k] != v}
         raise CheckpointError(f"checkpoint {path} does not match the requested config "
                               f"(field: (in file, requested)) {diff}; {fix}")
     net = GPT(cfg).to(device)

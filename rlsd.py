@@ -318,7 +318,8 @@ def rlvr_opsd_loss(logp, logp_old, token_adv, mask, student_logits, teacher_logi
     if not alpha >= 0.0:   # NaN fails too
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     pg = policy_loss(logp, logp_old, token_adv, mask, eps_low=eps_low, eps_high=eps_high, mode=mode)
-    return pg + alpha * aggregate(generalized_jsd(student_logits, teacher_logits, mask, beta=beta), mask, mode)
+    return pg + alpha * aggregate(generalized_jsd(student_logits, teacher_logits, mask, beta=beta),
+                                  mask, mode)
 
 
 def lam_schedule(step, *, lam0=0.5, decay_steps=50):
@@ -373,11 +374,12 @@ class RLConfig:
     lam_kind: str = "linear"         # linear (the paper's schedule) | constant (lam0 throughout)
     eps_w: float = 0.2
     opd_coef: float = 1.0
-    opsd_loss: str = "jsd"           # jsd (full vocabulary, OPSD default) | sampled (credit into the surrogate)
+    opsd_loss: str = "jsd"           # jsd (full vocabulary, OPSD default) | sampled (credit into
+                                     # the surrogate)
     jsd_beta: float = 0.5
     alpha: float = 0.1               # rlvr+opsd: weight of the JSD term beside GRPO's surrogate
-    alpha_leak_threshold: float = 0.0  # rlvr+opsd: if > 0, alpha halves whenever the leak rate of
-                                     # the step's own samples (hint citations + answers without work) exceeds it
+    alpha_leak_threshold: float = 0.0  # rlvr+opsd: if > 0, alpha halves whenever the leak rate of the
+                                     # step's own samples (hint citations + answers without work) exceeds it
 
 
 @dataclass
@@ -407,7 +409,8 @@ def rollout(policy, problems, cfg, generator):
     tokens, mask = tokens[:, :T], mask[:, :T]
     texts = [verify.response_text(r) for r in tokens.tolist()]
     rewards = torch.tensor([verify.reward(p, t) for p, t in zip(group, texts)], device=dev)
-    return Rollout(group, contexts, tokens, mask, rewards, [verify.check_steps(p, t) for p, t in zip(group, texts)])
+    return Rollout(group, contexts, tokens, mask, rewards,
+                   [verify.check_steps(p, t) for p, t in zip(group, texts)])
 
 
 def response_logits(net, contexts, tokens):
@@ -481,8 +484,8 @@ def rlsd_lam(step, cfg):
 
 def surrogate_loss(s, cfg, credit):
     """The clipped surrogate on the step's credit: RLVR, OPD and RLSD (RLSD Eq. 17)."""
-    return policy_loss(s.logp, s.logp.detach(), credit, s.roll.mask, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
-                       mode=cfg.agg)
+    return policy_loss(s.logp, s.logp.detach(), credit, s.roll.mask, eps_low=cfg.eps_low,
+                       eps_high=cfg.eps_high, mode=cfg.agg)
 
 
 def opsd_loss(s, cfg, credit):
@@ -495,10 +498,11 @@ def opsd_loss(s, cfg, credit):
     return aggregate(jsd, s.roll.mask, cfg.agg)
 
 
-def rlvr_opsd_own_loss(s, cfg, credit):
+def dual_loss(s, cfg, credit):
     """RLVR + OPSD: GRPO's surrogate on its credit plus alpha times OPSD's JSD, in one loss."""
-    return rlvr_opsd_loss(s.logp, s.logp.detach(), credit, s.roll.mask, s.logits, s.teacher_logits, alpha=s.alpha,
-                          beta=cfg.jsd_beta, eps_low=cfg.eps_low, eps_high=cfg.eps_high, mode=cfg.agg)
+    return rlvr_opsd_loss(s.logp, s.logp.detach(), credit, s.roll.mask, s.logits, s.teacher_logits,
+                          alpha=s.alpha, beta=cfg.jsd_beta, eps_low=cfg.eps_low, eps_high=cfg.eps_high,
+                          mode=cfg.agg)
 
 
 # ---- per-step numbers only some methods have ----
@@ -535,7 +539,7 @@ METHODS = {
     "opsd": Method(opsd_credit, teacher="self", teacher_weights="initial", loss=opsd_loss),
     "rlsd": Method(rlsd_credit, teacher="self", teacher_weights="snapshot", metrics=rlsd_metrics),
     # GRPO's credit, trained through the dual loss; the logged credit is GRPO's
-    "rlvr+opsd": Method(rlvr_credit, teacher="self", teacher_weights="initial", loss=rlvr_opsd_own_loss,
+    "rlvr+opsd": Method(rlvr_credit, teacher="self", teacher_weights="initial", loss=dual_loss,
                         uses_alpha=True, metrics=alpha_metrics),
 }
 
@@ -578,7 +582,8 @@ def make_state(student, cfg, opd_teacher=None, seed=0):
     """Wrap a (copied) student for training with one method; pick its teacher weights."""
     check_config(cfg)
     if student.cfg.vocab_size != verify.VOCAB_SIZE:
-        raise ValueError(f"the student's vocab_size is {student.cfg.vocab_size}; the task needs {verify.VOCAB_SIZE}")
+        raise ValueError(f"the student's vocab_size is {student.cfg.vocab_size}; "
+                         f"the task needs {verify.VOCAB_SIZE}")
     policy = copy.deepcopy(student)
     method = METHODS[cfg.method]
     weights = None

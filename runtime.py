@@ -122,8 +122,8 @@ class FolderLock:
                     self.f.close()
                     if STOP.requested:
                         raise Interrupted(f"stopped while waiting for {self.folder}") from None
-                    raise UserError(f"{self.folder} is in use by process {owner} ({self.purpose}); wait for it "
-                                    f"to finish, or choose another folder") from None
+                    raise UserError(f"{self.folder} is in use by process {owner} ({self.purpose}); "
+                                    f"wait for it to finish, or choose another folder") from None
                 if not said:
                     print(f"waiting for process {owner}, which holds {self.folder} ({self.purpose}) ...",
                           file=sys.stderr)
@@ -187,8 +187,8 @@ def read_json(path, fix):
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        why = e.strerror if isinstance(e, OSError) else "not valid JSON" if isinstance(e, json.JSONDecodeError) \
-            else "not UTF-8 text"
+        why = e.strerror if isinstance(e, OSError) \
+            else "not valid JSON" if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
         raise FileProblem(f"{path} is unreadable ({why}); {fix}") from None
     if not isinstance(obj, dict):
         raise FileProblem(f"{path} does not hold a JSON object; {fix}")

@@ -61,7 +61,8 @@ class SFTConfig:
 
 
 def _student(**kw):
-    return SFTConfig(model=model.GPTConfig(vocab_size=verify.VOCAB_SIZE, n_layer=4, n_head=4, n_embd=128), **kw)
+    net = model.GPTConfig(vocab_size=verify.VOCAB_SIZE, n_layer=4, n_head=4, n_embd=128)
+    return SFTConfig(model=net, **kw)
 
 
 def _teacher(**kw):
@@ -76,14 +77,17 @@ PRESETS = {
         student=SFTConfig(model=model.GPTConfig(vocab_size=verify.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=32),
                           steps=60, batch_size=32, lr=3e-3, warmup=10, branch_steps=20),
         teacher=SFTConfig(model=model.GPTConfig(vocab_size=verify.VOCAB_SIZE, n_layer=2, n_head=2, n_embd=64),
-                          steps=60, batch_size=32, lr=3e-3, warmup=10, hint_answer_frac=0.0, hint_solution_frac=0.0),
+                          steps=60, batch_size=32, lr=3e-3, warmup=10, hint_answer_frac=0.0,
+                          hint_solution_frac=0.0),
         eval_n=64),
     # The student is stopped part-way on purpose (sampled train pass rate ~0.2-0.6). Its
     # plain accuracy stays near 0 for ~1200 steps while it learns the digit arithmetic, then
     # climbs: no shape, learning rate or notation we tried moved that much earlier
     # (docs/LOG.md).
-    "default": dict(student=_student(steps=2300, branch_steps=300, stop_at=0.2), teacher=_teacher(steps=1200, batch_size=32), eval_n=400),
-    "full": dict(student=_student(steps=2300, branch_steps=300, stop_at=0.2), teacher=_teacher(steps=1500), eval_n=1000),
+    "default": dict(student=_student(steps=2300, branch_steps=300, stop_at=0.2),
+                    teacher=_teacher(steps=1200, batch_size=32), eval_n=400),
+    "full": dict(student=_student(steps=2300, branch_steps=300, stop_at=0.2), teacher=_teacher(steps=1500),
+                 eval_n=1000),
 }
 
 
@@ -106,7 +110,10 @@ def make_batch(problems, cfg, rng):
         style = "work"
         if hint != "none":
             w = float(torch.rand((), generator=rng))
-            style = "cite" if w < cfg.cite_frac else "nowork" if w < cfg.cite_frac + cfg.nowork_frac else "work"
+            if w < cfg.cite_frac:
+                style = "cite"
+            elif w < cfg.cite_frac + cfg.nowork_frac:
+                style = "nowork"
         prompt = verify.prompt_ids(p, hint)
         seqs.append(prompt + verify.response_ids(p, style))
         n_prompt.append(len(prompt))
@@ -173,8 +180,8 @@ def sample_texts(net, problems, hint="none", temperature=0.0, seed=0, batch_size
     texts = []
     for i in range(0, len(problems), batch_size):
         chunk = problems[i:i + batch_size]
-        out = net.generate([verify.prompt_ids(p, hint) for p in chunk], max_new_tokens, eos_id=verify.EOS, pad_id=verify.PAD,
-                             temperature=temperature, generator=g).cpu()
+        out = net.generate([verify.prompt_ids(p, hint) for p in chunk], max_new_tokens, eos_id=verify.EOS,
+                           pad_id=verify.PAD, temperature=temperature, generator=g).cpu()
         texts += [verify.response_text(r) for r in out.tolist()]
     return texts
 
@@ -232,75 +239,97 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     Interruption: when runtime.STOP is requested, the step in progress finishes, the state
     is saved atomically to progress_path (if given) and runtime.Interrupted is raised; the
     next call with the same cfg continues from there, to the same weights."""
+    _check_sft(cfg)
     max_trunk = cfg.steps - cfg.branch_steps
-    if max_trunk < 0 or cfg.branch_steps < 0:
-        raise ValueError(f"branch_steps ({cfg.branch_steps}) must lie between 0 and steps ({cfg.steps})")
-    if not 1 <= cfg.micro_batches <= cfg.batch_size:
-        raise ValueError(f"micro_batches ({cfg.micro_batches}) must lie between 1 and batch_size ({cfg.batch_size})")
-    if cfg.stop_at > 0 and cfg.check_every < 1:
-        raise ValueError(f"check_every ({cfg.check_every}) must be at least 1 when stop_at > 0")
     trunk_cfg = replace(cfg, cite_frac=0.0, nowork_frac=0.0)
-    trunk_key = replace(trunk_cfg, steps=max_trunk, branch_steps=0, branch_lr=0.0).key()  # what the trunk depends on
+    # what the trunk depends on
+    trunk_key = replace(trunk_cfg, steps=max_trunk, branch_steps=0, branch_lr=0.0).key()
     trunk_path = os.path.join(trunk_dir, f"trunk-{trunk_key}.pt") if trunk_dir and cfg.branch_steps else None
     torch.manual_seed(cfg.seed)
     net = model.GPT(cfg.model).to(device)
     opt = _adamw(net, cfg)
-    problems = verify.make_problems("train", pool, seed=cfg.seed, cfg=cfg.task)  # batches are drawn from these
+    problems = verify.make_problems("train", pool, seed=cfg.seed, cfg=cfg.task)  # batches come from these
     rng = torch.Generator().manual_seed(cfg.seed)
     # where to start: from scratch, from the shared trunk, or from an interrupted run
-    net, opt, trunk_steps, start, elapsed = _restore(net, opt, rng, cfg, device, desc, trunk_path, progress_path)
-    bar = runtime.progress_bar(cfg.steps, desc, progress)
-    bar.update(start)
-    t0 = time.time() - elapsed
-
-    def stop_here(step, trunk_steps):
-        """Called once `step` steps are done: if a stop was asked for, save and stop."""
-        if not runtime.STOP.requested:
-            return
-        bar.close()
-        if progress_path is None:
-            raise runtime.Interrupted(f"{desc}: stopped at step {step} of at most {cfg.steps}; not saved")
-        _save_state(progress_path, net, opt, rng, step=step, elapsed=time.time() - t0,
-                    trunk_steps=-1 if trunk_steps is None else trunk_steps)   # -1: still in the trunk
-        raise runtime.Interrupted(f"{desc}: stopped at step {step} of at most {cfg.steps}; progress saved in "
-                                  f"{progress_path}, and the same command continues from there")
-
-    def sft_step(step, batch_cfg, lr):
-        net.train()
-        x, y, mask = make_batch(problems, batch_cfg, rng)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss, hits = loss_backward(net, x, y, mask, length_sorted_parts(y, cfg.micro_batches), device)
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{float(loss):.3f}", tok_acc=f"{float(hits) / float(mask.sum()):.3f}")
-        bar.update(1)
-
+    net, opt, trunk_steps, start, elapsed = _restore(net, opt, rng, cfg, device, desc, trunk_path,
+                                                     progress_path)
+    run = _SFTRun(net, opt, rng, problems, cfg, device, desc, progress_path, progress, start, elapsed)
     if trunk_steps is None:  # the trunk
-        check = verify.make_problems("train", 200, seed=7000 + cfg.seed, cfg=cfg.task) if cfg.stop_at > 0 else None
+        check = None
+        if cfg.stop_at > 0:
+            check = verify.make_problems("train", 200, seed=7000 + cfg.seed, cfg=cfg.task)
         trunk_lr = replace(cfg, steps=max_trunk)   # the cosine runs over the trunk's full length
         done = start
         for step in range(start, max_trunk):
-            sft_step(step, trunk_cfg, lr_at(step, trunk_lr))
+            run.step(step, trunk_cfg, lr_at(step, trunk_lr))
             done = step + 1
             if check and done % cfg.check_every == 0 and done < max_trunk:
                 rate = evaluate(net, check, temperature=1.0, seed=cfg.seed)
-                bar.set_description(f"{desc} (train pass {rate:.2f})")
+                run.bar.set_description(f"{desc} (train pass {rate:.2f})")
                 if rate >= cfg.stop_at:
                     break
-            stop_here(done, None)
+            run.stop_here(done, None)
         trunk_steps = done
         if trunk_path:
             _save_state(trunk_path, net, opt, rng, steps=trunk_steps)
-    bar.reset(total=trunk_steps + cfg.branch_steps)
-    bar.update(max(start, trunk_steps))
+    run.bar.reset(total=trunk_steps + cfg.branch_steps)
+    run.bar.update(max(start, trunk_steps))
     for step in range(max(start, trunk_steps), trunk_steps + cfg.branch_steps):  # the branch
-        sft_step(step, cfg, cfg.branch_lr * cfg.lr)
-        stop_here(step + 1, trunk_steps)
-    bar.close()
-    return net, time.time() - t0, {"trunk_steps": trunk_steps, "branch_steps": cfg.branch_steps}
+        run.step(step, cfg, cfg.branch_lr * cfg.lr)
+        run.stop_here(step + 1, trunk_steps)
+    run.bar.close()
+    return net, time.time() - run.t0, {"trunk_steps": trunk_steps, "branch_steps": cfg.branch_steps}
+
+
+def _check_sft(cfg):
+    if cfg.steps - cfg.branch_steps < 0 or cfg.branch_steps < 0:
+        raise ValueError(f"branch_steps ({cfg.branch_steps}) must lie between 0 and steps ({cfg.steps})")
+    if not 1 <= cfg.micro_batches <= cfg.batch_size:
+        raise ValueError(f"micro_batches ({cfg.micro_batches}) must lie between 1 and batch_size "
+                         f"({cfg.batch_size})")
+    if cfg.stop_at > 0 and cfg.check_every < 1:
+        raise ValueError(f"check_every ({cfg.check_every}) must be at least 1 when stop_at > 0")
+
+
+class _SFTRun:
+    """The state one call of train() steps: the model, its optimizer, the data RNG and the
+    progress bar, with one SFT step and the stop check."""
+
+    def __init__(self, net, opt, rng, problems, cfg, device, desc, progress_path, progress, start, elapsed):
+        self.net, self.opt, self.rng, self.problems = net, opt, rng, problems
+        self.cfg, self.device = cfg, device
+        self.desc, self.progress_path = desc, progress_path
+        self.bar = runtime.progress_bar(cfg.steps, desc, progress)
+        self.bar.update(start)
+        self.t0 = time.time() - elapsed
+
+    def step(self, step, batch_cfg, lr):
+        self.net.train()
+        x, y, mask = make_batch(self.problems, batch_cfg, self.rng)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        parts = length_sorted_parts(y, self.cfg.micro_batches)
+        loss, hits = loss_backward(self.net, x, y, mask, parts, self.device)
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        self.opt.step()
+        if step % 50 == 0:
+            self.bar.set_postfix(loss=f"{float(loss):.3f}", tok_acc=f"{float(hits) / float(mask.sum()):.3f}")
+        self.bar.update(1)
+
+    def stop_here(self, step, trunk_steps):
+        """Called once `step` steps are done: if a stop was asked for, save and stop."""
+        if not runtime.STOP.requested:
+            return
+        self.bar.close()
+        where = f"{self.desc}: stopped at step {step} of at most {self.cfg.steps}"
+        if self.progress_path is None:
+            raise runtime.Interrupted(f"{where}; not saved")
+        _save_state(self.progress_path, self.net, self.opt, self.rng, step=step,
+                    elapsed=time.time() - self.t0,
+                    trunk_steps=-1 if trunk_steps is None else trunk_steps)   # -1: still in the trunk
+        raise runtime.Interrupted(f"{where}; progress saved in {self.progress_path}, and the same command "
+                                  "continues from there")
 
 
 def _save_state(path, net, opt, rng, **extra):
@@ -377,7 +406,8 @@ def get_or_train(cfg: SFTConfig, out_dir, name, device="cpu", progress=True, log
             return net, path, meta
         log(f"{name}: {path} was made with other settings; retraining")
     progress_path = os.path.join(out_dir, f"{name}-{cfg.key()}.progress.pt")
-    net, secs, info = train(cfg, device, desc=name, progress=progress, trunk_dir=out_dir, progress_path=progress_path)
+    net, secs, info = train(cfg, device, desc=name, progress=progress, trunk_dir=out_dir,
+                            progress_path=progress_path)
     meta = {"sft_config": asdict(cfg), "train_seconds": secs, "params": net.num_params(), **info}
     model.save(path, net, meta)
     if os.path.exists(progress_path):   # only now that the checkpoint is safe
@@ -411,7 +441,8 @@ def check_shipped(folder, name):
 
 def _load_shipped(folder, s_cfg, t_cfg, device, log):
     """The shipped student, teacher and summary for these configs, or None if not shipped."""
-    names = (f"student-{s_cfg.key()}.pt", f"teacher-{t_cfg.key()}.pt", f"summary-{s_cfg.key()}-{t_cfg.key()}.json")
+    s, t = s_cfg.key(), t_cfg.key()
+    names = (f"student-{s}.pt", f"teacher-{t}.pt", f"summary-{s}-{t}.json")
     if not folder or not all(os.path.exists(os.path.join(folder, n)) for n in names):
         return None
     for n in names:
@@ -434,7 +465,8 @@ def build_base_models(preset="default", out_dir="checkpoints", device="cpu", see
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     P = PRESETS[preset]
-    s_cfg = replace(P["student"], seed=seed if student_seed is None else student_seed, **(student_overrides or {}))
+    s_cfg = replace(P["student"], seed=seed if student_seed is None else student_seed,
+                    **(student_overrides or {}))
     t_cfg = replace(P["teacher"], seed=seed)
     found = _load_shipped(shipped, s_cfg, t_cfg, device, log)
     if found:
@@ -465,11 +497,13 @@ def _build_base_models(P, s_cfg, t_cfg, preset, out_dir, device, seed, progress,
         t0 = time.time()
         summary = {
             "preset": preset,
-            "student": {"checkpoint": s_path, "params": s_meta["params"], "train_seconds": s_meta["train_seconds"],
+            "student": {"checkpoint": s_path, "params": s_meta["params"],
+                        "train_seconds": s_meta["train_seconds"],
                         "trunk_steps": s_meta.get("trunk_steps"), "branch_steps": s_meta.get("branch_steps"),
                         "config": asdict(s_cfg), **evaluate_all(student, s_cfg, P["eval_n"], seed=seed)},
-            "teacher": {"checkpoint": t_path, "params": t_meta["params"], "train_seconds": t_meta["train_seconds"],
-                        "config": asdict(t_cfg), **evaluate_all(teacher, t_cfg, P["eval_n"], hints=("none",), seed=seed)},
+            "teacher": {"checkpoint": t_path, "params": t_meta["params"],
+                        "train_seconds": t_meta["train_seconds"], "config": asdict(t_cfg),
+                        **evaluate_all(teacher, t_cfg, P["eval_n"], hints=("none",), seed=seed)},
         }
         summary["eval_seconds"] = time.time() - t0
         runtime.write_json(summary_path, summary)
@@ -485,7 +519,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help=f"0 to {runtime.MAX_SEED}")
     ap.add_argument("--out", default="checkpoints", help="folder for checkpoints and summary.json")
     ap.add_argument("--shift", type=float, default=None,
-                    help="behaviour-shift fraction of hinted responses, split evenly between citing and no-work "
+                    help="behaviour-shift fraction of hinted responses, split evenly between citing and "
+                         "no-work "
                          "(default 0.4: 0.2 + 0.2); 0 trains the control student")
     args = ap.parse_args(argv)
     try:
@@ -504,7 +539,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         with runtime.STOP:
-            _, _, summary = build_base_models(args.preset, args.out, device, args.seed, student_overrides=over)
+            _, _, summary = build_base_models(args.preset, args.out, device, args.seed,
+                                              student_overrides=over)
     except runtime.Interrupted as e:
         print(f"{e}\nto continue: {shlex.join(['python', 'train_tiny.py', *argv])}", file=sys.stderr)
         return 130

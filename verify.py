@@ -24,9 +24,10 @@ The privileged teacher (OPSD, RLSD) sees a hint between the prompt and the respo
     full-solution hint:   73+54-81+9=H73+54=28;28-81=46;46+9=37;A:37|
 
 and, in the hinted training data only, part of the responses carry the "behaviour shift"
-that large privileged teachers show (docs/METHODS.md, "The experiment's conventions"): they restate the hint first
-("H37;73+54=28;...") or answer without work ("A:37"). A student that never sees a hint but
-writes "H..." is citing information it was never given; that is the leak we measure.
+that large privileged teachers show (docs/METHODS.md, "The experiment's conventions"):
+they restate the hint first ("H37;73+54=28;...") or answer without work ("A:37"). A
+student that never sees a hint but writes "H..." is citing information it was never
+given; that is the leak we measure.
 
 Model output is data: responses are matched against fixed regular expressions of ASCII
 digits, numbers are bounded in length before int() sees them, and nothing here evaluates
@@ -193,7 +194,8 @@ def check_with_sympy(p):
     acc = sympy.Integer(p.operands[0])
     for (l, o, r, v), x in zip(p.steps, p.operands[1:]):
         assert sympy.Integer(l) == acc and r == x, "step does not continue the chain"
-        acc = acc + sympy.Integer(x) if o == "+" else acc - sympy.Integer(x) if o == "-" else acc * sympy.Integer(x)
+        acc = (acc + sympy.Integer(x) if o == "+" else acc - sympy.Integer(x) if o == "-"
+               else acc * sympy.Integer(x))
         assert acc == sympy.Integer(v), f"solver step wrong in {p.prompt}"
     return True
 

@@ -8,15 +8,9 @@ import pytest
 import compare_methods
 import figures
 import experiment
-import density
 import rlsd
 
 FIGS = tuple(figures.FIGURE_FILES.values())
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("ckpt"))
 
 
 def _numbers(summary):
@@ -133,24 +127,6 @@ def test_resume_with_other_settings_is_refused(ckpt, tmp_path):
         compare_methods.compare(replace(preset, steps=3), ["rlvr"], "cpu", out, ckpt, resume=True, progress=False)
 
 
-def test_jsd_push_is_the_closed_form_gradient():
-    # docs/METHODS.md, "OPSD": -dJSD/dz[y] = ((1-beta)/tau) S_y (KL(S||M) - log(S_y/M_y)), tau = 1
-    import torch
-    g = torch.Generator().manual_seed(0)
-    zs, zt = torch.randn(3, 4, 7, generator=g, dtype=torch.float64), torch.randn(3, 4, 7, generator=g, dtype=torch.float64)
-    y = torch.randint(7, (3, 4), generator=g)
-    mask = torch.ones(3, 4, dtype=torch.float64)
-    mask[1, 3] = 0
-    for beta in (0.2, 0.5, 0.8):
-        S, T = zs.softmax(-1), zt.softmax(-1)
-        M = beta * T + (1 - beta) * S
-        kl_sm = (S * (S / M).log()).sum(-1)
-        Sy, My = S.gather(-1, y[..., None])[..., 0], M.gather(-1, y[..., None])[..., 0]
-        expected = (1 - beta) * Sy * (kl_sm - (Sy / My).log()) * mask
-        got = density.jsd_push(zs, zt, y, mask, beta=beta)
-        assert torch.allclose(got.double(), expected, atol=1e-6)
-
-
 def test_arms_run_side_by_side_with_their_settings(ckpt, tmp_path):
     preset = replace(experiment.PRESETS["smoke"], steps=2, controls=False)
     arms = ["rlvr", "rlvr+opsd:alpha=0.1", "rlsd:eps_w=1,lam0=1", "rlsd:hint=none,lam_kind=constant"]
@@ -178,3 +154,24 @@ def test_a_bad_arm_is_one_line_and_exit_2(arm, match, capsys, tmp_path):
     assert compare_methods.main(["--preset", "smoke", "--arms", arm, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and match.split()[0] in err
+
+
+def test_one_leak_definition_feeds_the_loop_the_adaptive_rule_the_summary_and_the_frontier(ckpt, tmp_path,
+                                                                                             monkeypatch):
+    """verify.leak_rate is the only leak: replaced by a constant, every leak number of a run
+    (the step log, the adaptive alpha, the summary, the frontier statistics, the probe's
+    background) is that constant or follows from it."""
+    import verify
+    monkeypatch.setattr(verify, "leak_rate", lambda checks: 0.25)
+    preset = replace(experiment.PRESETS["frontier-smoke"], steps=3, controls=False)   # with the probe
+    arms = ["rlvr", "rlvr+opsd:alpha=1,alpha_leak_threshold=0.05"]
+    out = str(tmp_path / "leak")
+    assert compare_methods.compare(preset, arms, "cpu", out, ckpt, progress=False) == 0
+    rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+    steps = [r for r in rows if r["kind"] == "step"]
+    assert steps and all(r["leak"] == 0.25 for r in steps)
+    assert [r["alpha"] for r in steps if r["method"] == arms[1]] == [0.5, 0.25, 0.125]   # halved every step
+    S = json.load(open(os.path.join(out, "summary.json")))
+    assert all(S["methods"][a]["per_seed_last10_leak"] == [0.25] for a in arms)
+    assert all(S["frontier"]["per_seed"][a]["0"]["final_leak"] == 0.25 for a in arms)
+    assert S["probe"]["main"]["background_leak"] == 0.25

@@ -46,7 +46,7 @@ def test_the_reading_order_names_real_functions():
     text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     section = text.split("## Reading order", 1)[1].split("\n## ", 1)[0]
     modules = [importlib.import_module(m) for m in ("verify", "model", "rlsd", "train_tiny", "compare_methods",
-                                                    "frontier")]
+                                                    "experiment", "density", "figures", "frontier")]
     names = [n for n in re.findall(r"`([A-Za-z_][\w.]*)`", section)
              if not n.endswith((".py", "/")) and not n.startswith("tests")]
     assert len(names) >= 20
@@ -87,3 +87,26 @@ def test_the_readme_numbers_come_from_the_committed_run():
     assert len(numbers) > 50
     stray = sorted({n for n in numbers if n.lstrip("-") not in values})
     assert not stray, f"README.md numbers not in figures/: {stray}"
+
+
+def test_the_code_keeps_its_shape():
+    """One room per job, each small: every top-level file states its job in its first
+    line; no function is over 60 lines, no line over 110 characters; the command line
+    (compare_methods.py) stays at most 400 lines."""
+    import ast
+    problems = []
+    files = sorted(f for f in os.listdir(ROOT) if f.endswith(".py"))
+    assert {"compare_methods.py", "experiment.py", "figures.py", "frontier.py", "rlsd.py"} <= set(files)
+    for f in files:
+        src = open(os.path.join(ROOT, f), encoding="utf-8").read()
+        if not src.startswith(f'"""{f}: '):
+            problems.append(f"{f}: the first line does not state the file's job")
+        problems += [f"{f}:{i} is {len(line)} characters" for i, line in enumerate(src.splitlines(), 1)
+                     if len(line) > 110]
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                problems.append(f"{f}:{node.lineno} {node.name} is {node.end_lineno - node.lineno + 1} lines")
+    lines = open(os.path.join(ROOT, "compare_methods.py"), encoding="utf-8").read().count("\n")
+    if lines > 400:
+        problems.append(f"compare_methods.py is {lines} lines")
+    assert not problems, problems

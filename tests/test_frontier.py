@@ -192,18 +192,13 @@ def test_probe_zero_teacher_weight_is_grpo_exactly(base):
 
 # ---------------------------------------------------------------- end to end
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("ckpt"))
-
-
-SMOKE_ARMS = ["rlvr", "rlvr+opsd:alpha=0.1", "rlsd:eps_w=1,lam0=1", "rlsd:hint=none"]
+SMOKE_ARMS = list(experiment.PRESETS["frontier-smoke"].arms)
 
 
 def test_frontier_smoke_writes_one_entry_per_arm_the_probe_and_redraws(ckpt, tmp_path):
     out = str(tmp_path / "f")
-    assert compare_methods.main(["--preset", "smoke", "--quiet", "--no-controls", "--out", out, "--checkpoints", ckpt,
-                                 "--arms", *SMOKE_ARMS]) == 0
+    assert compare_methods.main(["--preset", "frontier-smoke", "--quiet", "--no-controls", "--out", out,
+                                 "--checkpoints", ckpt, "--jobs", "1"]) == 0
     S = json.load(open(os.path.join(out, "summary.json")))
     assert list(S["methods"]) == SMOKE_ARMS
     assert set(S["probe"]["main"]["arms"]) == set(SMOKE_ARMS)
@@ -230,18 +225,17 @@ def _accuracies(S):
             for k, r in S["runs"].items()}
 
 
-def test_a_stopped_parallel_run_resumes_to_the_numbers_of_one_process(ckpt, tmp_path):
+def _stop_and_resume_a_parallel_run(ckpt, tmp_path, steps, resume_jobs):
     """SIGTERM to a --jobs 2 run: both workers stop after their step, the finished runs are
     kept, and --resume ends where an uninterrupted one-process run ends (--jobs only changes
     where runs execute: accuracies equal up to one problem flipped by float round-off, one
     thread against two; the KL yardsticks to 1e-5)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    args = ["--preset", "smoke", "--quiet", "--no-controls", "--methods", "rlvr,opsd", "--steps", "12",
+    args = ["--preset", "smoke", "--quiet", "--no-controls", "--methods", "rlvr,opsd", "--steps", str(steps),
             "--checkpoints", ckpt]
     ref, cut = str(tmp_path / "ref"), str(tmp_path / "cut")
     assert compare_methods.main(args + ["--out", ref, "--jobs", "1"]) == 0
-    args += ["--jobs", "2"]
-    proc = subprocess.Popen([sys.executable, "compare_methods.py", *args, "--out", cut], cwd=root,
+    proc = subprocess.Popen([sys.executable, "compare_methods.py", *args, "--jobs", "2", "--out", cut], cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     log, t0 = os.path.join(cut, "metrics.jsonl"), time.time()
     while time.time() - t0 < 120:   # wait for the workers' first steps
@@ -254,9 +248,18 @@ def test_a_stopped_parallel_run_resumes_to_the_numbers_of_one_process(ckpt, tmp_
     assert "--resume" in err and ": stopped" in err   # a worker ended its run after a step, not killed
     rows = [json.loads(line) for line in open(log)]
     assert not any(r["kind"] == "end" and r["run"].startswith("main/opsd") for r in rows)   # cut short, redone
-    assert compare_methods.main(args + ["--out", cut, "--resume"]) == 0
+    assert compare_methods.main(args + ["--jobs", str(resume_jobs), "--out", cut, "--resume"]) == 0
     S1, S2 = (json.load(open(os.path.join(d, "summary.json"))) for d in (ref, cut))
     assert _accuracies(S1) == _accuracies(S2)
     for key, run in S1["runs"].items():
         for k in ("kl_hinted_initial", "kl_opd_teacher"):
             assert run["final_eval"][k] == pytest.approx(S2["runs"][key]["final_eval"][k], rel=1e-5, abs=1e-7)
+
+
+def test_a_stopped_parallel_run_resumes_to_the_numbers_of_one_process(ckpt, tmp_path):
+    _stop_and_resume_a_parallel_run(ckpt, tmp_path, steps=4, resume_jobs=1)
+
+
+@pytest.mark.slow
+def test_a_longer_stopped_parallel_run_resumes_in_parallel_to_the_same_numbers(ckpt, tmp_path):
+    _stop_and_resume_a_parallel_run(ckpt, tmp_path, steps=12, resume_jobs=2)

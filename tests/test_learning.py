@@ -1,4 +1,5 @@
-"""The loop learns (the slowest test file; docs/LOG.md has its time).
+"""The loop learns the task (slow: `python -m pytest -m slow`; its fast sibling is
+test_loop.py's test_the_loop_raises_a_reward_it_can_learn).
 
 On an easy configuration, a small set of prompts revisited every step, RLVR and RLSD raise
 the sampled reward on those prompts by at least 0.15 within 40 steps at lr 3e-4, seeded
@@ -24,6 +25,7 @@ def easy_student():
     return net
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["rlvr", "rlsd"])
 def test_rl_raises_train_reward(easy_student, method):
     cfg = rlsd.RLConfig(method=method, group_size=8, lr=3e-4, warmup=1, max_new_tokens=24)

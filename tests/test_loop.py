@@ -158,3 +158,17 @@ def test_opsd_sampled_option_trains_through_the_surrogate(models):
     m, mj = rlsd.train_step(sampled, PROBS[:3]), rlsd.train_step(jsd, PROBS[:3])
     assert abs(m["loss"] + m["adv_mean"]) < 1e-6   # rho = 1: the surrogate's value is -mean(credit)
     assert mj["loss"] > 0 and abs(mj["loss"] + mj["adv_mean"]) > 1e-6   # the JSD, not the surrogate
+
+
+@pytest.mark.parametrize("method", ["rlvr", "rlsd"])
+def test_the_loop_raises_a_reward_it_can_learn(models, monkeypatch, method):
+    """The fast sibling of test_learning.py (slow): with a reward an untrained model can
+    earn by changing one habit (stop early: responses under 12 tokens), RLVR and RLSD
+    raise the reward on the prompts they train on."""
+    student, _ = models
+    monkeypatch.setattr(rlsd.verify, "reward", lambda p, t: 1.0 if len(t) < 12 else 0.0)
+    state = rlsd.make_state(student, cfg(method, lr=3e-3, warmup=1), seed=0)
+    rewards = [rlsd.train_step(state, PROBS[:4])["reward"] for _ in range(20)]
+    first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
+    assert 0.05 < first < 0.8, f"the untrained student should earn some reward, got {first:.2f}"
+    assert last - first >= 0.15, f"{method}: reward {first:.2f} -> {last:.2f}"

@@ -13,10 +13,9 @@ import verify
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("ckpt"))
-    student, teacher, summary = train_tiny.build_base_models("smoke", out, "cpu", progress=False, log=lambda *a: None)
-    return out, student, teacher, summary
+def smoke(ckpt):
+    student, teacher, summary = train_tiny.build_base_models("smoke", ckpt, "cpu", progress=False, log=lambda *a: None)
+    return ckpt, student, teacher, summary
 
 
 def test_smoke_preset_beats_an_untrained_model(smoke):

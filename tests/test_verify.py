@@ -55,11 +55,12 @@ def test_tokenizer_refuses_foreign_characters():
     assert verify.VOCAB_SIZE == len(verify.CHARS) + 3
 
 
-def test_splits_verify_and_do_not_overlap():
+@pytest.mark.parametrize("n", [2_000, pytest.param(10_000, marks=pytest.mark.slow)])
+def test_splits_verify_and_do_not_overlap(n):
     sets = {}
     for split in verify.SPLITS:
-        ps = verify.make_problems(split, 10_000, seed=0)
-        assert len({p.prompt for p in ps}) == 10_000
+        ps = verify.make_problems(split, n, seed=0)
+        assert len({p.prompt for p in ps}) == n
         for p in ps:  # reference solutions: sympy-checked inside make_problems, and the reward agrees
             assert verify.split_of(p.prompt) == split
             assert verify.reward(p, p.solution) == 1.0
