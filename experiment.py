@@ -76,7 +76,8 @@ PRESETS["frontier"] = replace(PRESETS["default"], seeds=5, eval_every=20, eval_n
                               probe_batches=50, probe_big=4096)
 # the frontier's pipeline (the probe, its statistics, figures 5 and 6) at the smoke size, in seconds
 PRESETS["frontier-smoke"] = replace(PRESETS["smoke"], probe_batches=1, probe_big=16,
-                                    arms=("rlvr", "rlvr+opsd:alpha=0.1", "rlsd:eps_w=1,lam0=1", "rlsd:hint=none"))
+                                    arms=("rlvr", "rlvr+opsd:alpha=0.1", "rlsd:eps_w=1,lam0=1",
+                                          "rlsd:hint=none"))
 
 
 # ---------------------------------------------------------------- arms

@@ -30,3 +30,14 @@ def ckpt(smoke_models, tmp_path_factory):
     d = str(tmp_path_factory.mktemp("ckpt"))
     shutil.copytree(smoke_models, d, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.lock"))
     return d
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """For tests of runs, resumes and failures rather than of drawing: figures.draw_all
+    records the folders it was called for instead of drawing (drawing is tested end to
+    end in test_compare.py and test_frontier.py). Returns that list."""
+    import figures
+    calls = []
+    monkeypatch.setattr(figures, "draw_all", lambda rows, S, out: calls.append(out))
+    return calls

@@ -70,7 +70,9 @@ def test_interrupted_run_resumes_to_the_same_summary(ckpt, tmp_path, monkeypatch
     preset = replace(experiment.PRESETS["smoke"], controls=False, steps=3)
     methods = ["rlvr", "rlsd"]
     ref = str(tmp_path / "ref")
-    assert compare_methods.compare(preset, methods, "cpu", ref, ckpt, progress=False) == 0
+    with monkeypatch.context() as m:   # only the cut run's figures are looked at
+        m.setattr(figures, "draw_all", lambda *a: None)
+        assert compare_methods.compare(preset, methods, "cpu", ref, ckpt, progress=False) == 0
 
     out = str(tmp_path / "cut")
     real_step, calls = rlsd.train_step, []
@@ -88,6 +90,7 @@ def test_interrupted_run_resumes_to_the_same_summary(ckpt, tmp_path, monkeypatch
     assert S["runs"]["main/rlsd/0"]["status"] == "incomplete"
     assert all(os.path.exists(os.path.join(out, f)) for f in FIGS)   # figures drawn from what is done
     monkeypatch.setattr(rlsd, "train_step", real_step)
+    monkeypatch.setattr(figures, "draw_all", lambda *a: None)
     assert compare_methods.compare(preset, methods, "cpu", out, ckpt, resume=True, progress=False) == 0
     assert _numbers(json.load(open(os.path.join(out, "summary.json")))) == \
         _numbers(json.load(open(os.path.join(ref, "summary.json"))))
@@ -119,7 +122,7 @@ def test_a_corrupted_cached_checkpoint_gives_one_clear_line(tmp_path, capsys):
     assert "unreadable" in err and f"student-{cfg.key()}.pt" in err and "delete" in err and "Traceback" not in err
 
 
-def test_resume_with_other_settings_is_refused(ckpt, tmp_path):
+def test_resume_with_other_settings_is_refused(ckpt, tmp_path, no_figures):
     preset = replace(experiment.PRESETS["smoke"], controls=False, steps=2)
     out = str(tmp_path / "r")
     assert compare_methods.compare(preset, ["rlvr"], "cpu", out, ckpt, progress=False) == 0
@@ -127,7 +130,7 @@ def test_resume_with_other_settings_is_refused(ckpt, tmp_path):
         compare_methods.compare(replace(preset, steps=3), ["rlvr"], "cpu", out, ckpt, resume=True, progress=False)
 
 
-def test_arms_run_side_by_side_with_their_settings(ckpt, tmp_path):
+def test_arms_run_side_by_side_with_their_settings(ckpt, tmp_path, no_figures):
     preset = replace(experiment.PRESETS["smoke"], steps=2, controls=False)
     arms = ["rlvr", "rlvr+opsd:alpha=0.1", "rlsd:eps_w=1,lam0=1", "rlsd:hint=none,lam_kind=constant"]
     out = str(tmp_path / "arms")
@@ -157,7 +160,7 @@ def test_a_bad_arm_is_one_line_and_exit_2(arm, match, capsys, tmp_path):
 
 
 def test_one_leak_definition_feeds_the_loop_the_adaptive_rule_the_summary_and_the_frontier(ckpt, tmp_path,
-                                                                                             monkeypatch):
+                                                                                             monkeypatch, no_figures):
     """verify.leak_rate is the only leak: replaced by a constant, every leak number of a run
     (the step log, the adaptive alpha, the summary, the frontier statistics, the probe's
     background) is that constant or follows from it."""

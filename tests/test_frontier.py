@@ -256,10 +256,10 @@ def _stop_and_resume_a_parallel_run(ckpt, tmp_path, steps, resume_jobs):
             assert run["final_eval"][k] == pytest.approx(S2["runs"][key]["final_eval"][k], rel=1e-5, abs=1e-7)
 
 
-def test_a_stopped_parallel_run_resumes_to_the_numbers_of_one_process(ckpt, tmp_path):
+def test_a_stopped_parallel_run_resumes_to_the_numbers_of_one_process(ckpt, tmp_path, no_figures):
     _stop_and_resume_a_parallel_run(ckpt, tmp_path, steps=4, resume_jobs=1)
 
 
 @pytest.mark.slow
-def test_a_longer_stopped_parallel_run_resumes_in_parallel_to_the_same_numbers(ckpt, tmp_path):
+def test_a_longer_stopped_parallel_run_resumes_in_parallel_to_the_same_numbers(ckpt, tmp_path, no_figures):
     _stop_and_resume_a_parallel_run(ckpt, tmp_path, steps=12, resume_jobs=2)

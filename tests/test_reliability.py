@@ -24,6 +24,8 @@ import rlsd
 import runtime
 import train_tiny
 
+# runs, resumes and failures, not drawing: figures.draw_all only records its calls here
+pytestmark = pytest.mark.usefixtures("no_figures")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = ["--preset", "smoke", "--quiet", "--no-controls", "--methods", "rlvr,rlsd", "--jobs", "1"]   # in-process: the hooks reach it
 
@@ -49,13 +51,17 @@ def one_line_error(err):
 
 def test_a_signal_during_base_model_training_saves_progress_and_resume_continues(tmp_path, smoke_models):
     ck, out = str(tmp_path / "ck"), str(tmp_path / "o")
+    os.makedirs(ck)   # the teacher is there already: the student's training is the one stopped
+    t_name = f"teacher-{train_tiny.PRESETS['smoke']['teacher'].key()}.pt"
+    with open(os.path.join(smoke_models, t_name), "rb") as a, open(os.path.join(ck, t_name), "wb") as b:
+        b.write(a.read())
     r = run_hooked("train_tiny.make_batch", SMOKE + ["--out", out, "--checkpoints", ck], tmp_path)
     assert r.returncode == 130, r.stderr
     assert "Traceback" not in r.stderr and "progress saved" in r.stderr and "stopped at step 3" in r.stderr
     assert "to continue: python compare_methods.py" in r.stderr
     assert any(f.endswith(".progress.pt") for f in os.listdir(ck))
     # the same command continues from step 3 and ends with the weights of an uninterrupted run
-    assert compare_methods.main(SMOKE + ["--out", out, "--checkpoints", ck]) == 0
+    assert compare_methods.main(SMOKE + ["--out", out, "--checkpoints", ck, "--steps", "1"]) == 0
     cfg = train_tiny.PRESETS["smoke"]["student"]
     a, _ = model.load(os.path.join(ck, f"student-{cfg.key()}.pt"))
     b, _ = model.load(os.path.join(smoke_models, f"student-{cfg.key()}.pt"))   # trained without a stop
@@ -228,7 +234,8 @@ def test_temporaries_of_a_killed_writer_are_removed(ckpt):
 # ---------------------------------------------------------------- 6, 7, 11: bad files
 
 def test_a_truncated_summary_cache_is_named_and_rebuilt(ckpt, capsys):
-    path = next(os.path.join(ckpt, f) for f in os.listdir(ckpt) if f.startswith("summary-"))
+    s, t = (train_tiny.PRESETS["smoke"][m].key() for m in ("student", "teacher"))
+    path = os.path.join(ckpt, f"summary-{s}-{t}.json")   # the main student's
     good = json.load(open(path))
     with open(path, "w") as f:
         f.write('{"preset": "smo')

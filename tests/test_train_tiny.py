@@ -141,7 +141,7 @@ def test_trunk_stops_on_the_train_criterion_and_is_shared(tmp_path, monkeypatch)
         calls.append((len(problems), temperature))
         return next(rates)
     monkeypatch.setattr(train_tiny, "evaluate", fake_evaluate)
-    cfg = replace(train_tiny.PRESETS["smoke"]["student"], steps=40, branch_steps=10, stop_at=0.3, check_every=5)
+    cfg = replace(train_tiny.PRESETS["smoke"]["student"], steps=30, branch_steps=10, stop_at=0.3, check_every=5)
     _, _, info = train_tiny.train(cfg, progress=False, trunk_dir=str(tmp_path))
     assert info == {"trunk_steps": 10, "branch_steps": 10}
     assert calls == [(200, 1.0), (200, 1.0)]             # sampled (temperature 1) on 200 train problems
@@ -149,7 +149,7 @@ def test_trunk_stops_on_the_train_criterion_and_is_shared(tmp_path, monkeypatch)
     _, _, info = train_tiny.train(control, progress=False, trunk_dir=str(tmp_path))
     assert info["trunk_steps"] == 10 and len(calls) == 2  # loaded, not retrained nor re-checked
     with pytest.raises(ValueError, match="branch_steps"):
-        train_tiny.train(replace(cfg, branch_steps=41), progress=False)
+        train_tiny.train(replace(cfg, branch_steps=31), progress=False)
     for bad in (0, cfg.batch_size + 1):
         with pytest.raises(ValueError, match="micro_batches"):
             train_tiny.train(replace(cfg, micro_batches=bad), progress=False)
@@ -157,7 +157,7 @@ def test_trunk_stops_on_the_train_criterion_and_is_shared(tmp_path, monkeypatch)
         train_tiny.train(replace(cfg, check_every=0), progress=False)
     off = replace(cfg, stop_at=0.0)
     _, _, info = train_tiny.train(off, progress=False)
-    assert info["trunk_steps"] == 30 and len(calls) == 2  # no criterion: the full trunk, no checks
+    assert info["trunk_steps"] == 20 and len(calls) == 2  # no criterion: the full trunk, no checks
 
 
 def test_a_changed_shipped_file_is_one_clear_error(tmp_path):
