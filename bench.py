@@ -16,7 +16,6 @@ Measures (each a median of --repeats runs after a warm-up):
      is reported instead, since torch does not track CPU allocations).
 Timings are medians over repeats on a shared machine: read the ratios, not the absolutes.
 """
-import argparse
 import json
 import os
 import statistics

@@ -131,7 +131,7 @@ def main(argv=None):
     preset = replace(preset, seeds=args.seeds or preset.seeds, steps=args.steps or preset.steps,
                      controls=preset.controls and not args.no_controls)
     try:
-        return compare(preset, arms, device, out, args.checkpoints, resume=args.resume,
+        return compare(preset, arms, device, out, checkpoints=args.checkpoints, resume=args.resume,
                        progress=not args.quiet, argv=argv if argv is not None else sys.argv[1:],
                        retrain_base=args.retrain_base, base_seed=args.base_seed, jobs=jobs)
     except (model.CheckpointError, runtime.FileProblem) as e:
@@ -163,7 +163,7 @@ def compare(preset, arms, device, out, checkpoints, **options):
     options: the rest of Request's fields. One process per output folder (locked); Ctrl-C
     or SIGTERM at any stage ends the current unit of work, keeps what is done and prints
     the command that continues (exit 130)."""
-    req = Request(preset, list(arms), device, out, checkpoints, **options)
+    req = Request(preset, list(arms), device, out, checkpoints=checkpoints, **options)
     again = runtime.resume_command("compare_methods.py", req.argv)
     os.makedirs(out, exist_ok=True)
     with runtime.FolderLock(out, ".run.lock", purpose="compare_methods.py is writing it"), runtime.STOP:

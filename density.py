@@ -60,7 +60,7 @@ def density_credits(student, teacher, roll, group_size, rows=DENSITY_ARMS):
             passes[key] = rlsd.teacher_pass(state, roll)
         s = rlsd.Step(roll, logits, logp, *passes[key], step=0, alpha=state.alpha)
         out[row] = state.method.credit(s, cfg) if row != "opsd_jsd" else \
-            jsd_push(logits, s.teacher_logits, roll.tokens, roll.mask, cfg.jsd_beta)
+            jsd_push(logits, s.teacher_logits, roll.tokens, roll.mask, beta=cfg.jsd_beta)
     return out
 
 

@@ -211,7 +211,9 @@ def load_setup(preset, checkpoints, device, *, controls, progress=True, retrain=
     task = train_tiny.PRESETS[preset.base]["student"].task
     refs = {v: {"hinted_initial": (net, "answer"), "opd_teacher": (teacher, "none")}
             for v, net in students.items()}
-    return Setup(preset, task, teacher, students, eval_sets(preset, task), refs), summary
+    setup = Setup(preset=preset, task=task, teacher=teacher, students=students,
+                  evalsets=eval_sets(preset, task), references=refs)
+    return setup, summary
 
 
 def run_one(setup, variant, arm, seed, log, progress=True, memo=None):

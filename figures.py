@@ -98,11 +98,12 @@ def family_color(arm, arms):
 
 # ---------------------------------------------------------------- figures 1-4
 
-def _series(rows, variant, method, kind, key):
-    """{seed: (steps, values)} for one method, from the log."""
+def _series(rows, variant, arm, *, kind, key):
+    """{seed: (steps, values)} of one logged number for one arm from one student: the rows
+    of this kind ("step" or "eval") that hold `key`."""
     out = {}
     for r in rows:
-        if r.get("variant") == variant and r.get("method") == method and r["kind"] == kind and key in r:
+        if r.get("variant") == variant and r.get("method") == arm and r["kind"] == kind and key in r:
             out.setdefault(r["seed"], ([], []))
             out[r["seed"]][0].append(r["step"])  # a step row's metrics are of the policy after `step` updates
             out[r["seed"]][1].append(r[key])
@@ -182,9 +183,9 @@ def draw_learning_curves(rows, S, methods, out):
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharey="row")
     for i, split in enumerate(("test", "hard")):
         for m in methods:
-            ser = _series(rows, "main", m, "eval", f"greedy_{split}")
+            ser = _series(rows, "main", m, kind="eval", key=f"greedy_{split}")
             _band(axes[i, 0], ser, color(m, methods), label(m))
-            wall = _series(rows, "main", m, "eval", "wall")
+            wall = _series(rows, "main", m, kind="eval", key="wall")
             if ser and wall:
                 wx = lambda s_, n_: np.mean([w[1][:n_] for w in wall.values()], axis=0)
                 _band(axes[i, 1], ser, color(m, methods), label(m), xkey=wx)
@@ -210,7 +211,7 @@ def draw_signal_density(S, out):
     fig = plt.figure(figsize=(13, 2.2 + 1.6 * len(ex) + 3.2))
     gs = fig.add_gridspec(len(ex) + 1, 2, height_ratios=[1.6] * len(ex) + [3.0])
     for i, (kind, e) in enumerate(ex.items()):
-        _credit_tokens(fig.add_subplot(gs[i, :]), plt, kind, e, names)
+        _credit_tokens(fig.add_subplot(gs[i, :]), plt, kind, e, names=names)
     _blame_bars(fig.add_subplot(gs[-1, 0]), D, names)
     _lucky_bars(fig.add_subplot(gs[-1, 1]), D, names)
     fig.suptitle("Signal density: per-token credit each method gives the same sampled responses "
@@ -220,7 +221,7 @@ def draw_signal_density(S, out):
     plt.close(fig)
 
 
-def _credit_tokens(ax, plt, kind, e, names):
+def _credit_tokens(ax, plt, kind, e, *, names):
     """One example response, one row of coloured tokens per method."""
     cmap = plt.get_cmap("coolwarm_r")
     ax.set_axis_off()
@@ -299,10 +300,10 @@ def draw_leakage(rows, S, methods, out):
         for m in methods:
             if key == "kl_full" and method_of(m) == "rlvr":
                 continue
-            _band(ax, _series(rows, "main", m, kind, key), color(m, methods), label(m),
+            _band(ax, _series(rows, "main", m, kind=kind, key=key), color(m, methods), label(m),
                   smooth=10 if kind == "step" else 1)
             if method_of(m) in ("opsd", "rlsd"):
-                _band(ax, _series(rows, "control", m, kind, key), color(m, methods),
+                _band(ax, _series(rows, "control", m, kind=kind, key=key), color(m, methods),
                       label(m) + ", no-shift control", smooth=10 if kind == "step" else 1, ls=":")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("RL step")
@@ -451,15 +452,17 @@ def draw_knobs(S, path):
         if name.endswith("/control") or _dose(name) is None:
             continue
         fam, dose = _dose(name)
-        _knob_point(axes[KNOB_ROWS[fam][0]], F, name, dose, steps, dict(fmt="o", color=KNOB_ROWS[fam][2]),
-                    dict(marker="o", s=18, color=KNOB_ROWS[fam][2]))
+        c = KNOB_ROWS[fam][2]
+        _knob_point(axes[KNOB_ROWS[fam][0]], F, name, dose, steps=steps, errorbar=dict(fmt="o", color=c),
+                    scatter=dict(marker="o", s=18, color=c))
     for fam, arms_apart in _arms_apart(F).items():
         c = KNOB_ROWS[fam][2]
         for arm, dose, text in arms_apart:
-            _knob_point(axes[KNOB_ROWS[fam][0]], F, arm, dose, steps, dict(fmt="*", ms=11, color="k", mfc=c),
-                        dict(marker="*", s=60, color=c, edgecolor="k", lw=0.5), text)
+            _knob_point(axes[KNOB_ROWS[fam][0]], F, arm, dose, steps=steps,
+                        errorbar=dict(fmt="*", ms=11, color="k", mfc=c),
+                        scatter=dict(marker="*", s=60, color=c, edgecolor="k", lw=0.5), text=text)
     for fam, (r, xlabel, c) in KNOB_ROWS.items():
-        _knob_axes(axes[r], F, fam, xlabel, steps)
+        _knob_axes(axes[r], F, fam, xlabel=xlabel, steps=steps)
     fig.suptitle(f"Dose-response: {S['preset']['seeds']} seeds, {steps} steps; onset = first step at which "
                  f"the {F['leak_window']}-step leak rate exceeds {F['onset_factor']:g}x the base student's "
                  f"background, with at least {F.get('onset_min_count', 1)} leaks in the window", fontsize=10)
@@ -481,7 +484,7 @@ def _arms_apart(F):
             if "rlsd" in F["per_seed"] else []}
 
 
-def _knob_point(row, F, arm, dose, steps, errorbar, scatter, text=None):
+def _knob_point(row, F, arm, dose, *, steps, errorbar, scatter, text=None):
     """One arm in one row of figure 6: its paired gain, its onsets, its final leak."""
     per = F["per_seed"][arm]
     d = F["vs_rlvr"][arm]["final_greedy_test"]
@@ -494,7 +497,7 @@ def _knob_point(row, F, arm, dose, steps, errorbar, scatter, text=None):
     row[2].errorbar(dose, leak["mean"], yerr=_err(leak), capsize=3, **errorbar)
 
 
-def _knob_axes(row, F, fam, xlabel, steps):
+def _knob_axes(row, F, fam, *, xlabel, steps):
     ref = F["per_seed"].get("rlvr", {})
     ref_leak = _mean_ci(ref, "final_leak")["mean"] if ref else None
     for ax in row:

@@ -178,7 +178,7 @@ def _flat_grad(scalar, params, retain=False):
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(scalar, params, retain_graph=retain)])
 
 
-def _rollouts(student, problems_iter, n_batches, prompts, cfg, generator):
+def _rollouts(student, problems_iter, cfg, generator, *, n_batches, prompts):
     return [rlsd.rollout(student, [next(problems_iter) for _ in range(prompts)], cfg, generator)
             for _ in range(n_batches)]
 
@@ -231,10 +231,10 @@ def probe_samples(student, preset, task, seed=0):
     G, P = preset.group_size, preset.prompts_per_step
     cfg0 = rlsd.RLConfig(group_size=G)
     gen = torch.Generator(device=student.wte.weight.device).manual_seed(seed)
-    batches = _rollouts(student, verify.iter_problems("train", seed=50_000 + seed, cfg=task),
-                        preset.probe_batches, P, cfg0, gen)
-    big = _rollouts(student, verify.iter_problems("train", seed=60_000 + seed, cfg=task),
-                    max(1, preset.probe_big // (P * G)), P, cfg0, gen)
+    batches = _rollouts(student, verify.iter_problems("train", seed=50_000 + seed, cfg=task), cfg0, gen,
+                        n_batches=preset.probe_batches, prompts=P)
+    big = _rollouts(student, verify.iter_problems("train", seed=60_000 + seed, cfg=task), cfg0, gen,
+                    n_batches=max(1, preset.probe_big // (P * G)), prompts=P)
     held = rlsd.rollout(student, verify.make_problems("train", max(8, preset.probe_big // (4 * G)),
                                                       seed=70_000 + seed, cfg=task), cfg0, gen)
     return batches, big, held

@@ -34,7 +34,7 @@ RLSD
 import copy
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -553,7 +553,7 @@ class RLState:
     generator: torch.Generator       # sampling randomness, seeded
     weights: str = None              # initial | snapshot | live (self-teachers)
     step: int = 0
-    method: Method = None            # METHODS[cfg.method], with cfg's options applied
+    method: Method = None            # METHODS[cfg.method]
     alpha: float = 0.0               # rlvr+opsd's JSD weight now (cfg.alpha, halved on leaks)
 
 

@@ -18,6 +18,7 @@ Set both to 0 for the control student.
 Checkpoints are cached by configuration under --out: a second run loads them.
 """
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -222,6 +223,14 @@ def resolve_device(name):
     return name
 
 
+@functools.lru_cache(maxsize=4)
+def problem_pool(n, seed, task):
+    """The n `train` problems SFT batches are drawn from, fixed by (seed, task). A plain
+    memo: drawing and checking them is a large share of a small model's training time, and
+    one process often trains several models from the same pool (a student and its control)."""
+    return tuple(verify.make_problems("train", n, seed=seed, cfg=task))
+
+
 def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=None, pool=20_000,
           progress_path=None):
     """Train one model from scratch; returns (model, seconds, info). Deterministic on CPU for
@@ -248,7 +257,7 @@ def train(cfg: SFTConfig, device="cpu", desc="train", progress=True, trunk_dir=N
     torch.manual_seed(cfg.seed)
     net = model.GPT(cfg.model).to(device)
     opt = _adamw(net, cfg)
-    problems = verify.make_problems("train", pool, seed=cfg.seed, cfg=cfg.task)  # batches come from these
+    problems = problem_pool(pool, cfg.seed, cfg.task)  # batches are drawn from these
     rng = torch.Generator().manual_seed(cfg.seed)
     # where to start: from scratch, from the shared trunk, or from an interrupted run
     net, opt, trunk_steps, start, elapsed = _restore(net, opt, rng, cfg, device, desc, trunk_path,
