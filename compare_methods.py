@@ -1,7 +1,7 @@
 """compare_methods.py: RLVR, OPD, OPSD and RLSD side by side from the same base model.
 
     python compare_methods.py                  # the default preset (README, "Quick start": its time)
-    python compare_methods.py --preset smoke   # seconds; what the tests run
+    python compare_methods.py --preset smoke   # seconds; what the tests run (frontier-smoke: with the probe)
     python compare_methods.py --preset frontier   # README, "Where dense credit stops being free"
     python compare_methods.py --redraw figures/frontier   # figures 5 and 6 again, from the summary
     python compare_methods.py --preset full --device cuda
@@ -55,7 +55,8 @@ def parser():
                     f"{', '.join(experiment.METHOD_ORDER)}; keys: {', '.join(experiment.ARM_KEYS)}; "
                     "default: the preset's arms, the first four methods for default, smoke and full)")
     ap.add_argument("--methods", default=None, metavar="M1,M2",
-                    help="the same as --arms, comma-separated: --methods rlvr,opsd is --arms rlvr opsd")
+                    help="plain methods, comma-separated, run in the order rlvr, opd, opsd, rlsd, rlvr+opsd: "
+                         "--methods opsd,rlvr is --arms rlvr opsd")
     ap.add_argument("--seeds", type=int, default=None,
                     help=f"seeds, 1 to {MAX_SEEDS} (default: the preset's)")
     ap.add_argument("--steps", type=int, default=None,
@@ -82,13 +83,14 @@ def parser():
 
 
 def arms_of(args):
-    """The arms asked for, in order, each read once by experiment.parse_arm."""
+    """The arms asked for, in order, each read once by experiment.parse_arm. --methods is
+    --arms with plain methods, put in the order of METHOD_ORDER."""
     if args.arms and args.methods:
         raise ValueError("give --arms or --methods, not both")
-    given = args.arms or (args.methods.split(",") if args.methods is not None else PRESETS[args.preset].arms)
-    arms = list(dict.fromkeys(a.strip() for a in given if a.strip()))
-    if not arms:
-        raise ValueError("no arm given")
+    arms = list(dict.fromkeys(a.strip() for a in args.arms or PRESETS[args.preset].arms))
+    if args.methods:
+        given = [m.strip() for m in args.methods.split(",") if m.strip()]
+        arms = sorted(set(given), key=lambda m: (experiment.METHOD_ORDER + (m,)).index(m))
     for arm in arms:
         experiment.parse_arm(arm)
     return arms
@@ -121,7 +123,7 @@ def main(argv=None):
     if args.redraw is not None:
         try:
             return figures.redraw(args.redraw)
-        except (runtime.FileProblem, OSError) as e:
+        except (runtime.FileProblem, OSError, ValueError) as e:   # ValueError: an arm it cannot read
             return error(e, 1)
     try:
         arms, device, jobs, out = check_args(args)
@@ -134,10 +136,8 @@ def main(argv=None):
         return compare(preset, arms, device, out, checkpoints=args.checkpoints, resume=args.resume,
                        progress=not args.quiet, argv=argv if argv is not None else sys.argv[1:],
                        retrain_base=args.retrain_base, base_seed=args.base_seed, jobs=jobs)
-    except (model.CheckpointError, runtime.FileProblem) as e:
-        return error(e, 1)
-    except ValueError as e:
-        return error(e, 2)
+    except (model.CheckpointError, runtime.FileProblem, ValueError) as e:
+        return error(e, 2 if isinstance(e, ValueError) else 1)
 
 
 # ---------------------------------------------------------------- the experiment
@@ -189,7 +189,8 @@ def _compare(req, again):
                                                 controls=bool(controls), progress=req.progress,
                                                 retrain=req.retrain_base, seed=req.base_seed)
     runs = experiment.planned_runs(req.arms, req.preset.seeds, controls)
-    header = {"run": "header", "kind": "header", "preset": asdict(req.preset), "methods": req.arms,
+    header = {"run": "header", "kind": "header", "log_format": experiment.LOG_FORMAT,
+              "preset": asdict(req.preset), "methods": req.arms,
               "student": base_summary["student"]["checkpoint"],
               "teacher": base_summary["teacher"]["checkpoint"]}
     log_path = os.path.join(req.out, "metrics.jsonl")

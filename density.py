@@ -45,8 +45,8 @@ def jsd_push(student_logits, teacher_logits, tokens, mask, beta=0.5):
 def density_credits(student, teacher, roll, group_size, rows=DENSITY_ARMS):
     """{row: (B, T) credit} for one rollout: what train_step would weight each token by at
     step 0 of that arm, or, for "opsd_jsd", the push of OPSD's own loss on each sampled
-    token. Each arm's credit is its Method.credit called on the Step record step_loss
-    builds: the student's scores (one forward, shared: at step 0 every arm's student is
+    token. Each arm's credit is its Method.credit called on a Step built as step_loss
+    builds it: the student's scores (one forward, shared: at step 0 every arm's student is
     the base student) and that arm's teacher pass (one per teacher and hint)."""
     logits = rlsd.response_logits(student, roll.contexts, roll.tokens)
     logp = model.token_logprobs(logits, roll.tokens)

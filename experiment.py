@@ -265,6 +265,8 @@ def run_one(setup, variant, arm, seed, log, progress=True, memo=None):
 
 # ---------------------------------------------------------------- the run log
 
+LOG_FORMAT = 2   # 2: step rows carry "leak" (verify.leak_rate); a log of another format is not resumed
+
 def read_log(path):
     """The rows of a metrics.jsonl this program wrote. Only its last line may be damaged (a
     hard kill mid-write): that line is dropped. Any other damage is one FileProblem."""
@@ -303,8 +305,8 @@ def start_log(log_path, header, resume):
     same = lambda h: {k: ({**v, "arms": None} if k == "preset" else v)
                       for k, v in h.items() if k != "methods"}
     if resume and old is not None and same(old) != same(header):
-        raise ValueError(f"{log_path} was made with other settings (preset, steps, seeds or base models); "
-                         f"rerun without --resume, or give another --out")
+        raise ValueError(f"{log_path} was made with other settings (preset, steps, seeds or base models) or "
+                         "by an older version of this program; rerun without --resume, or give another --out")
     done = {r["run"] for r in rows if r["kind"] == "end" and r.get("status") == "done"}
     rows = [header] + [r for r in rows if r["run"] in done or r["run"] in ("density", "probe")]
     runtime.atomic_write(log_path, lambda f: f.writelines(json.dumps(r) + "\n" for r in rows))

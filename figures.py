@@ -133,7 +133,6 @@ def _band(ax, series, color, label, smooth=1, ls="-", xkey=None):
     return len(series)
 
 
-
 def _title_tail(S):
     return f"{S['preset']['seeds']} seed(s), mean and min-max band; preset {S['preset']['base']}"
 
@@ -347,7 +346,6 @@ def draw_cost(S, methods, out):
     fig.tight_layout()
     fig.savefig(os.path.join(out, FIGURE_FILES["cost"]), dpi=110)
     plt.close(fig)
-
 
 
 # ---------------------------------------------------------------- figures 5 and 6

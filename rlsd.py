@@ -462,7 +462,7 @@ def opd_credit(s, cfg):
 def opsd_credit(s, cfg):
     """OPSD, sampled-token form: the privileged self-teacher's log-ratio, no reward. It is
     what OPSD trains on with opsd_loss="sampled"; by default OPSD trains on its JSD
-    instead (opsd_loss), and this credit is only logged."""
+    instead (opsd_objective), and this credit is only logged."""
     return opsd_token_advantages(s.logp.detach(), s.logp_teacher, s.roll.mask)
 
 
@@ -488,7 +488,7 @@ def surrogate_loss(s, cfg, credit):
                        eps_high=cfg.eps_high, mode=cfg.agg)
 
 
-def opsd_loss(s, cfg, credit):
+def opsd_objective(s, cfg, credit):
     """OPSD's own loss (its default, opsd_loss="jsd"): match the privileged self-teacher over
     the whole vocabulary, generalized JSD per token, aggregated like the surrogate. With
     opsd_loss="sampled" its sampled-token credit goes through the surrogate instead."""
@@ -519,6 +519,7 @@ def rlsd_metrics(s, cfg):
 
 
 def alpha_metrics(s, cfg):
+    """The dual objective's JSD weight at this step (after the adaptive rule)."""
     return {"alpha": s.alpha}
 
 
@@ -536,7 +537,7 @@ class Method:
 METHODS = {
     "rlvr": Method(rlvr_credit),
     "opd": Method(opd_credit, teacher="separate"),
-    "opsd": Method(opsd_credit, teacher="self", teacher_weights="initial", loss=opsd_loss),
+    "opsd": Method(opsd_credit, teacher="self", teacher_weights="initial", loss=opsd_objective),
     "rlsd": Method(rlsd_credit, teacher="self", teacher_weights="snapshot", metrics=rlsd_metrics),
     # GRPO's credit, trained through the dual loss; the logged credit is GRPO's
     "rlvr+opsd": Method(rlvr_credit, teacher="self", teacher_weights="initial", loss=dual_loss,
@@ -674,7 +675,8 @@ def step_loss(state, roll, teacher):
     """Step 3, a pure function of the state and the step's samples: the student's scores,
     each token's credit and the loss to minimize (with gradient). teacher: what
     teacher_pass returned. Returns (loss, Step, credit). The one-update probe (frontier.py)
-    and figure 2 (density.py) call it too, so that their credit is exactly the loop's."""
+    calls it too, so that its gradients are exactly the loop's; figure 2 (density.py)
+    calls the same Method.credit on a Step built the same way."""
     cfg, policy, method = state.cfg, state.policy, state.method
     policy.train()
     logits = response_logits(policy, roll.contexts, roll.tokens)  # the student: the prompt alone

@@ -194,7 +194,8 @@ def evaluate(net, problems, hint="none", temperature=0.0, seed=0):
 
 
 def shift_rate(net, problems, hint, seed=0):
-    """Share of sampled (temperature 1) responses that cite a hint or answer without work."""
+    """The leak rate (verify.leak_rate) of sampled (temperature 1) responses: the share that
+    cite a hint plus the share that answer without work."""
     texts = sample_texts(net, problems, hint, 1.0, seed)
     return verify.leak_rate([verify.check_steps(p, t) for p, t in zip(problems, texts)])
 
