@@ -159,14 +159,14 @@ class Request:
 
 
 def compare(preset, arms, device, out, checkpoints, **options):
-    """The experiment: base models, signal density, every run, then summary and figures.
-    options: the rest of Request's fields. One process per output folder (locked); Ctrl-C
-    or SIGTERM at any stage ends the current unit of work, keeps what is done and prints
-    the command that continues (exit 130)."""
+    """The experiment: base models, signal density, every run, summary and figures; options
+    are Request's other fields. One process per output folder (locked); Ctrl-C or SIGTERM
+    ends the current unit of work, keeps what is done and prints how to continue (130)."""
     req = Request(preset, list(arms), device, out, checkpoints=checkpoints, **options)
     again = runtime.resume_command("compare_methods.py", req.argv)
     os.makedirs(out, exist_ok=True)
     with runtime.FolderLock(out, ".run.lock", purpose="compare_methods.py is writing it"), runtime.STOP:
+        runtime.remove_stale_temporaries(out)   # of a writer killed mid-write
         try:
             return _compare(req, again)
         except runtime.Interrupted as e:

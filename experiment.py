@@ -267,9 +267,34 @@ def run_one(setup, variant, arm, seed, log, progress=True, memo=None):
 
 LOG_FORMAT = 2   # 2: step rows carry "leak" (verify.leak_rate); a log of another format is not resumed
 
+# what each kind of row must hold, and of what type (numbers finite); rows of a run also
+# name it: variant, method (the arm) and seed
+ROW_FIELDS = {"header": {"preset": dict, "methods": list}, "density": {"data": dict}, "probe": {"data": dict},
+              "step": {"step": int, "reward": float, "leak": float, "cites_hint": float, "no_work": float,
+                       "t_rollout": float, "t_teacher": float, "t_update": float, "wall": float},
+              "eval": {"step": int, "wall": float, "greedy_test": float, "greedy_hard": float,
+                       "sampled_test": float, "kl_hinted_initial": float, "kl_opd_teacher": float},
+              "end": {"status": str}, "failed": {"step": int, "error": str}}
+RUN_FIELDS = {"variant": str, "method": str, "seed": int}
+
+
+def valid_row(row):
+    """Whether a parsed line is a row this program writes (ROW_FIELDS)."""
+    def ok(v, t):
+        if t is float:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        return isinstance(v, t) and not isinstance(v, bool) and (t is not int or v >= 0)
+    if not (isinstance(row, dict) and isinstance(row.get("run"), str) and row.get("kind") in ROW_FIELDS):
+        return False
+    of_run = row["kind"] in ("step", "eval", "end", "failed")
+    fields = {**ROW_FIELDS[row["kind"]], **(RUN_FIELDS if of_run else {})}
+    return all(k in row and ok(row[k], t) for k, t in fields.items())
+
+
 def read_log(path):
-    """The rows of a metrics.jsonl this program wrote. Only its last line may be damaged (a
-    hard kill mid-write): that line is dropped. Any other damage is one FileProblem."""
+    """The rows of a metrics.jsonl this program wrote. Only its last line may be cut (a
+    hard kill mid-write): that line is dropped. Any other damage, or a row that is not
+    what this program writes (valid_row), is one FileProblem."""
     if not os.path.exists(path):
         return []
     fix = "rerun without --resume, or give another --out"
@@ -282,14 +307,13 @@ def read_log(path):
     for n, line in enumerate(lines, 1):
         try:
             row = json.loads(line.decode("utf-8"))
-            if not (isinstance(row, dict) and isinstance(row.get("run"), str)
-                    and isinstance(row.get("kind"), str)):
-                raise ValueError
-            rows.append(row)
         except ValueError:   # JSONDecodeError and UnicodeDecodeError included
             if n == len(lines):
                 break        # the line a hard kill cut
-            raise runtime.FileProblem(f"{path} line {n} is not a row this program wrote; {fix}") from None
+            row = None
+        if not valid_row(row):
+            raise runtime.FileProblem(f"{path} line {n} is not a row this program wrote; {fix}")
+        rows.append(row)
     return rows
 
 
@@ -300,6 +324,8 @@ def start_log(log_path, header, resume):
     settings. Returns (rows, the keys of the finished runs); the log is rewritten atomically."""
     rows = read_log(log_path) if resume else []
     old = next((r for r in rows if r["kind"] == "header"), None)
+    if rows and old is None:   # its settings cannot be checked: its runs may not be this run's
+        raise ValueError(f"{log_path} has no header row; rerun without --resume, or give another --out")
     header = json.loads(json.dumps(header))   # as it reads back (tuples become lists)
     # the arms may differ (runs are kept by arm); every other setting must not
     same = lambda h: {k: ({**v, "arms": None} if k == "preset" else v)

@@ -228,7 +228,7 @@ def check_folder(folder, need_mb=50):
 
 def check_file(path, need_mb=1):
     """An output file: not a folder, in a writable folder with room for it."""
-    if os.path.isdir(path):
+    if os.path.isdir(path) or not os.path.basename(path):   # '' or 'dir/': no file name
         raise UserError(f"{path!r} is a folder; give a file name")
     check_folder(os.path.dirname(os.path.abspath(path)), need_mb)
 

@@ -406,6 +406,12 @@ def evaluate_all(net, cfg, eval_n, hints=("none", "answer", "solution"), seed=0)
     return out
 
 
+def _is_summary(s):
+    """Whether a cached summary has the shape build_base_models writes."""
+    return all(isinstance(s.get(who), dict) and isinstance(s[who].get("checkpoint"), str)
+               and isinstance(s[who].get("params"), int) for who in ("student", "teacher"))
+
+
 def get_or_train(cfg: SFTConfig, out_dir, name, device="cpu", progress=True, log=print):
     """Load the checkpoint cached for this exact configuration, or train and save it."""
     path = os.path.join(out_dir, f"{name}-{cfg.key()}.pt")
@@ -503,6 +509,9 @@ def _build_base_models(P, s_cfg, t_cfg, preset, out_dir, device, seed, progress,
             summary = runtime.read_json(summary_path, "it is rebuilt now")
         except runtime.FileProblem as e:   # a cache: say so and rebuild it
             print(f"warning: {e}", file=sys.stderr)
+        if summary is not None and not _is_summary(summary):
+            print(f"warning: {summary_path} is not a base-model summary; it is rebuilt now", file=sys.stderr)
+            summary = None
     if summary is None:
         t0 = time.time()
         summary = {

@@ -7,6 +7,7 @@ a run's steps)."""
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,13 +31,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = ["--preset", "smoke", "--quiet", "--no-controls", "--methods", "rlvr,rlsd", "--jobs", "1"]   # in-process: the hooks reach it
 
 
-def run_hooked(hook, args, tmp_path, sig="SIGINT"):
+def run_hooked(hook, args, tmp_path, sig="SIGINT", at=3):
     """Run `main(args)` of compare_methods in a subprocess; `hook` names a function
-    (module.attr) that sends `sig` to the process on its 3rd call."""
+    (module.attr) that sends `sig` to the process on its `at`-th call."""
     mod, attr = hook.split(".")
     code = (f"import os, signal, sys\nsys.path.insert(0, {ROOT!r})\nimport compare_methods, {mod}\n"
             f"real, n = {mod}.{attr}, [0]\n"
-            f"def hooked(*a, **k):\n    n[0] += 1\n    if n[0] == 3:\n"
+            f"def hooked(*a, **k):\n    n[0] += 1\n    if n[0] == {at}:\n"
             f"        os.kill(os.getpid(), signal.{sig})\n    return real(*a, **k)\n"
             f"{mod}.{attr} = hooked\nsys.exit(compare_methods.main({args!r}))\n")
     return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=240)
@@ -222,6 +223,38 @@ def test_an_interrupted_save_leaves_no_temporary(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_summary_left_half_written_by_kill_9_is_cleaned_on_the_next_run(ckpt, tmp_path):
+    out = str(tmp_path / "o")
+    args = SMOKE + ["--steps", "1", "--out", out, "--checkpoints", ckpt]
+    r = run_hooked("json.dump", args, tmp_path, "SIGKILL", at=1)   # the summary.json write
+    assert r.returncode == -signal.SIGKILL
+    left = [f for f in os.listdir(out) if ".tmp" in f]
+    assert left and left[0].startswith("summary.json.tmp")
+    assert compare_methods.main(args + ["--resume"]) == 0
+    assert not [f for f in os.listdir(out) if ".tmp" in f]
+
+
+def test_a_bench_out_without_a_file_name_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "bench_generation", lambda *a, **k: pytest.fail("the benchmark ran"))
+    for out in (str(tmp_path / "new") + os.sep, ""):
+        assert bench.main(["--preset", "smoke", "--out", out]) == 2
+        assert "give a file name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cache", ["{}", '{"student": 5}', '{"student": {}, "teacher": {"checkpoint": 1}}'])
+def test_a_summary_cache_of_the_wrong_shape_is_named_and_rebuilt(ckpt, tmp_path, capsys, cache):
+    d = str(tmp_path / "ck")
+    shutil.copytree(ckpt, d)
+    s, t = (train_tiny.PRESETS["smoke"][m].key() for m in ("student", "teacher"))
+    path = os.path.join(d, f"summary-{s}-{t}.json")
+    with open(path, "w") as f:
+        f.write(cache)
+    assert train_tiny.main(["--preset", "smoke", "--out", d]) == 0
+    err = capsys.readouterr().err
+    assert f"{path} is not a base-model summary; it is rebuilt now" in err and "Traceback" not in err
+    assert json.load(open(path))["student"]["checkpoint"].endswith(f"student-{s}.pt")
+
+
 def test_temporaries_of_a_killed_writer_are_removed(ckpt):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -286,7 +319,8 @@ def test_a_checkpoint_that_is_not_plain_tensors_never_suggests_unsafe_loading(tm
     assert "weights_only" not in str(e.value) and "\n" not in str(e.value) and "never unpickled" in str(e.value)
 
 
-@pytest.mark.parametrize("damage, line", [(b'{"run": "header", "kind": "header"}\n\xff\xfe not utf-8\n{"run": "x"}\n', 2),
+@pytest.mark.parametrize("damage, line", [(b'{"run": "header", "kind": "header", "preset": {}, "methods": []}\n'
+                                           b'\xff\xfe not utf-8\n{"run": "x"}\n', 2),
                                           (b"123\n456\n", 1)])
 def test_a_damaged_metrics_log_is_named_on_resume(ckpt, tmp_path, capsys, damage, line):
     out = tmp_path / "o"
@@ -295,6 +329,64 @@ def test_a_damaged_metrics_log_is_named_on_resume(ckpt, tmp_path, capsys, damage
     assert compare_methods.main(SMOKE + ["--out", str(out), "--checkpoints", ckpt, "--resume"]) == 1
     err = capsys.readouterr().err
     assert one_line_error(err) and f"metrics.jsonl line {line} " in err
+
+
+@pytest.fixture(scope="module")
+def finished_log(ckpt, tmp_path_factory):
+    """The lines of a finished smoke run's metrics.jsonl (2 steps, 2 arms)."""
+    import figures
+    out = str(tmp_path_factory.mktemp("finished"))
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(figures, "draw_all", lambda *a: None)
+        assert compare_methods.main(SMOKE + ["--steps", "2", "--out", out, "--checkpoints", ckpt]) == 0
+    return open(os.path.join(out, "metrics.jsonl")).read().splitlines()
+
+
+def test_a_log_without_its_header_is_not_resumed(ckpt, tmp_path, capsys, finished_log):
+    """Its settings cannot be checked: resumed with other --steps it used to end 'complete'
+    with runs of two lengths in one summary."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("\n".join(finished_log[1:]) + "\n")
+    assert compare_methods.main(SMOKE + ["--steps", "1", "--out", str(out), "--checkpoints", ckpt, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert one_line_error(err) and "no header row" in err and not (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "string", "nan", "null step"])
+def test_a_log_row_of_the_wrong_shape_is_named_on_resume(ckpt, tmp_path, capsys, finished_log, damage):
+    """A middle row that is valid JSON but not what this program writes: a missing key, a
+    string for a number, NaN, a null step. Each used to give a traceback or be taken in."""
+    n = next(i for i, line in enumerate(finished_log) if '"kind": "step"' in line)
+    row = json.loads(finished_log[n])
+    if damage == "missing":
+        del row["reward"]
+    else:
+        row.update({"string": {"reward": "high"}, "nan": {"reward": float("nan")}, "null step": {"step": None}}[damage])
+    lines = finished_log[:n] + [json.dumps(row)] + finished_log[n + 1:]
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert compare_methods.main(SMOKE + ["--steps", "2", "--out", str(out), "--checkpoints", ckpt, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert one_line_error(err) and f"metrics.jsonl line {n + 1} is not a row" in err
+
+
+def test_a_log_of_an_older_format_is_not_resumed(ckpt, tmp_path, capsys):
+    """A log written before step rows carried `leak` would leave the leak of its runs
+    unknown: --resume refuses it in one line instead of summarizing it wrongly."""
+    out = str(tmp_path / "o")
+    args = SMOKE + ["--steps", "1", "--out", out, "--checkpoints", ckpt]
+    assert compare_methods.main(args) == 0
+    rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+    assert rows[0]["log_format"] == experiment.LOG_FORMAT
+    del rows[0]["log_format"]
+    with open(os.path.join(out, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    capsys.readouterr()
+    assert compare_methods.main(args + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert one_line_error(err) and "older version" in err
 
 
 def test_a_log_cut_mid_line_by_a_hard_kill_resumes(ckpt, tmp_path):
