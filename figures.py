@@ -144,17 +144,43 @@ def redraw(folder):
         raise runtime.FileProblem(f"{path} does not exist; --redraw needs a folder a run wrote")
     S = runtime.read_json(path, "rerun compare_methods.py to write it anew")
     log = os.path.join(folder, "metrics.jsonl")
-    if os.path.isfile(log):
-        rows = read_log(log)
-        done = {r["run"] for r in rows if r["kind"] == "end" and r.get("status") == "done"}
-        draw_all([r for r in rows if r["run"] in done], S, folder)
-    elif "frontier" in S:
-        draw_frontier_figures(S, folder)
-    else:
+    if not os.path.isfile(log) and "frontier" not in S:
         raise runtime.FileProblem(f"{folder} has no metrics.jsonl and its summary has no frontier "
                                   "statistics: nothing to redraw")
+    check_summary(S, path, with_log=os.path.isfile(log))
+    try:
+        if os.path.isfile(log):
+            rows = read_log(log)
+            done = {r["run"] for r in rows if r["kind"] == "end" and r.get("status") == "done"}
+            draw_all([r for r in rows if r["run"] in done], S, folder)
+        else:
+            draw_frontier_figures(S, folder)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:   # deeper damage
+        raise runtime.FileProblem(f"{path} is not a summary this program wrote ({type(e).__name__}: {e}); "
+                                  "rerun compare_methods.py to write it anew") from None
     print(f"figures redrawn in {folder}")
     return 0
+
+
+def check_summary(S, path, with_log):
+    """The parts of a summary.json the figures read, present and of the right type; a
+    FileProblem naming the first that is not."""
+    is_map = lambda x: isinstance(x, dict) and all(isinstance(v, dict) for v in x.values())
+    P, F = S.get("preset"), S.get("frontier")
+    checks = [("preset", isinstance(P, dict) and all(isinstance(P.get(k), int) and not isinstance(P[k], bool)
+                                                     for k in ("seeds", "steps", "eval_every")))]
+    if with_log:
+        checks += [("methods", is_map(S.get("methods"))),
+                   ("signal_density", isinstance(S.get("signal_density"), dict)
+                    and is_map(S["signal_density"].get("methods")))]
+    if F is not None or not with_log:
+        checks += [("frontier", isinstance(F, dict) and isinstance(F.get("per_seed"), dict)
+                    and all(is_map(per) for per in F["per_seed"].values()) and is_map(F.get("vs_rlvr"))),
+                   ("probe", isinstance(S.get("probe"), dict) and isinstance(S["probe"].get("main"), dict))]
+    for name, ok in checks:
+        if not ok:
+            raise runtime.FileProblem(f"{path} is not a summary this program wrote ({name} is missing or "
+                                      "damaged); rerun compare_methods.py to write it anew")
 
 
 def draw_all(rows, S, out):

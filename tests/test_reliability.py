@@ -332,14 +332,51 @@ def test_a_damaged_metrics_log_is_named_on_resume(ckpt, tmp_path, capsys, damage
 
 
 @pytest.fixture(scope="module")
-def finished_log(ckpt, tmp_path_factory):
-    """The lines of a finished smoke run's metrics.jsonl (2 steps, 2 arms)."""
+def finished_run(ckpt, tmp_path_factory):
+    """The folder of a finished smoke run (2 steps, 2 arms), its figures not drawn."""
     import figures
     out = str(tmp_path_factory.mktemp("finished"))
     with pytest.MonkeyPatch.context() as m:
         m.setattr(figures, "draw_all", lambda *a: None)
         assert compare_methods.main(SMOKE + ["--steps", "2", "--out", out, "--checkpoints", ckpt]) == 0
-    return open(os.path.join(out, "metrics.jsonl")).read().splitlines()
+    return out
+
+
+@pytest.fixture
+def finished_log(finished_run):
+    """The lines of that run's metrics.jsonl."""
+    return open(os.path.join(finished_run, "metrics.jsonl")).read().splitlines()
+
+
+FRONTIER_SUMMARY = os.path.join(ROOT, "figures", "frontier", "summary.json")
+
+
+@pytest.mark.parametrize("damage", ["empty", "no methods", "null preset", "no signal_density",
+                                    "empty frontier, no log", "a string in per_seed, no log"])
+def test_redraw_of_a_damaged_summary_is_one_line(finished_run, tmp_path, capsys, damage):
+    """Each of these used to end in a traceback."""
+    with_log = "no log" not in damage
+    S = json.load(open(os.path.join(finished_run if with_log else os.path.dirname(FRONTIER_SUMMARY),
+                                    "summary.json")))
+    if with_log:
+        shutil.copy(os.path.join(finished_run, "metrics.jsonl"), tmp_path / "metrics.jsonl")
+    if damage == "empty":
+        S = {}
+    elif damage == "no methods":
+        del S["methods"]
+    elif damage == "null preset":
+        S["preset"] = None
+    elif damage == "no signal_density":
+        del S["signal_density"]
+    elif damage.startswith("empty frontier"):
+        S["frontier"] = {}
+    else:
+        S["frontier"]["per_seed"]["rlvr"] = "five seeds"
+    (tmp_path / "summary.json").write_text(json.dumps(S))
+    assert compare_methods.main(["--redraw", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert one_line_error(err) and "is not a summary this program wrote" in err
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".png")]
 
 
 def test_a_log_without_its_header_is_not_resumed(ckpt, tmp_path, capsys, finished_log):
