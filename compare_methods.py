@@ -34,6 +34,7 @@ import density
 import experiment
 import figures
 import model
+import parallel
 import runtime
 import train_tiny
 from experiment import PRESETS, run_key
@@ -136,7 +137,7 @@ def main(argv=None):
         return compare(preset, arms, device, out, checkpoints=args.checkpoints, resume=args.resume,
                        progress=not args.quiet, argv=argv if argv is not None else sys.argv[1:],
                        retrain_base=args.retrain_base, base_seed=args.base_seed, jobs=jobs)
-    except (model.CheckpointError, runtime.FileProblem, ValueError) as e:
+    except (model.CheckpointError, runtime.FileProblem, runtime.RunFailed, ValueError) as e:
         return error(e, 2 if isinstance(e, ValueError) else 1)
 
 
@@ -210,7 +211,7 @@ def _compare(req, again):
         if req.jobs <= 1 or len(todo) <= 1:
             run_serial(setup, todo, append, done=done, progress=req.progress)
         elif not runtime.STOP.requested:
-            run_parallel(setup, todo, append, done=done, jobs=req.jobs, device=req.device)
+            parallel.run_parallel(setup, todo, append, done=done, jobs=req.jobs, device=req.device)
     complete = all(run_key(*r) in done for r in runs)                                      # 4.
     S = None
     if done:   # summary and figures from the finished runs (a run cut short is redone by --resume)
@@ -267,7 +268,7 @@ def probe_stage(setup, req, rows, append, *, controls):
     return probe
 
 
-# ---------------------------------------------------------------- runs, in one process or several
+# ---------------------------------------------------------------- runs in this process (--jobs: parallel.py)
 
 def run_serial(setup, todo, append, *, done, progress):
     """Step 3 in this process, run by run; the step-0 evaluation of a (student, seed) is
@@ -286,114 +287,6 @@ def run_serial(setup, todo, append, *, done, progress):
         done.add(key)
         if not progress:
             print(f"{key}: {status}", file=sys.stderr)
-
-
-def _worker(tasks, results, threads, setup):
-    """A --jobs process: runs (variant, arm, seed) from `tasks` until None, sending every log
-    row and each run's end to `results`. It stops after the current step on SIGTERM (the
-    parent's stop request); Ctrl-C goes to the parent alone."""
-    import signal
-    import traceback
-    import torch
-    torch.set_num_threads(threads)
-    memo = {}
-    with runtime.STOP:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent's Ctrl-C reaches us as its SIGTERM
-        signal.signal(signal.SIGTERM, lambda *_: setattr(runtime.STOP, "requested", True))
-        try:
-            for variant, arm, seed in iter(tasks.get, None):
-                if runtime.STOP.requested:
-                    break
-                row = {"run": run_key(variant, arm, seed), "variant": variant, "method": arm, "seed": seed}
-                log = lambda r: results.put(("row", {**row, **r}, None))
-                status = experiment.run_one(setup, variant, arm, seed, log=log, progress=False,
-                                            memo=memo.setdefault((variant, seed), {}))
-                results.put(("end", (variant, arm, seed), status))
-                if status == "stopped":
-                    break
-        except BaseException:   # any other failure: the parent stops the sweep and shows it
-            results.put(("error", None, traceback.format_exc()))
-            raise
-    results.put(("exit", None, None))
-
-
-def run_parallel(setup, todo, append, *, done, jobs, device):
-    """Step 3 in `jobs` spawned processes (CUDA and OpenMP start clean in each), the cores
-    divided between them. Rows reach one log, through this process, in the order they
-    arrive; the summary does not depend on that order."""
-    import multiprocessing as mp
-    import signal
-    import torch
-    ctx = mp.get_context("spawn")
-    tasks, results = ctx.Queue(), ctx.Queue()
-    jobs = min(jobs, len(todo))
-    for r in [*todo, *[None] * jobs]:
-        tasks.put(r)
-    threads = 1 if device != "cpu" else max(1, torch.get_num_threads() // jobs)
-    procs = [ctx.Process(target=_worker, args=(tasks, results, threads, setup), daemon=True)
-             for _ in range(jobs)]
-    saved = signal.signal(signal.SIGINT, signal.SIG_IGN)   # inherited: a terminal's Ctrl-C is ours alone
-    try:
-        for p in procs:
-            p.start()
-    finally:
-        signal.signal(signal.SIGINT, saved)
-    print(f"{len(todo)} runs in {jobs} processes, {threads} thread(s) each", file=sys.stderr)
-    try:
-        failure = _collect(procs, tasks, results, append=append, done=done, total=len(todo))
-    except BaseException:   # a second Ctrl-C: stop at once
-        for p in procs:
-            p.kill()
-        raise
-    for p in procs:
-        p.join(timeout=60)
-        if p.is_alive():
-            p.kill()
-    if failure:
-        raise RuntimeError(f"a --jobs worker failed; the runs finished so far are kept:\n{failure}")
-
-
-def _collect(procs, tasks, results, *, append, done, total):
-    """The parent's loop while workers run: log their rows and ends, forward a stop request
-    (no new runs; the current ones stop after their step). Returns a worker's traceback,
-    or None."""
-    import queue
-    running, forwarded, finished, failure = len(procs), False, 0, None
-    while running:
-        if runtime.STOP.requested and not forwarded:
-            forwarded = True
-            while True:
-                try:
-                    tasks.get_nowait()
-                except queue.Empty:
-                    break
-            for p in procs:
-                tasks.put(None)
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()   # SIGTERM: the worker's STOP, not a kill
-        try:
-            kind, a, b = results.get(timeout=1.0)
-        except queue.Empty:   # check that the workers are alive
-            if not any(p.is_alive() for p in procs):
-                break
-            continue
-        if kind == "row":
-            append(a)
-        elif kind == "end":
-            (variant, arm, seed), key = a, run_key(*a)
-            if b != "stopped":
-                append({"run": key, "variant": variant, "method": arm, "seed": seed, "kind": "end",
-                        "status": b})
-                done.add(key)
-            finished += 1
-            print(f"[{finished}/{total}] {key}: {b}", file=sys.stderr)
-        elif kind == "error":
-            failure = failure or b
-            runtime.STOP.requested = True   # stop the other workers after their step
-        else:
-            running -= 1
-    return failure
 
 
 if __name__ == "__main__":

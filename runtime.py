@@ -40,6 +40,11 @@ class FileProblem(Exception):
     """A file that cannot be read or written (damaged, disk full): one line, exit status 1."""
 
 
+class RunFailed(Exception):
+    """A run or a worker process that failed (a worker killed, an error in one): one line,
+    or the worker's traceback; exit status 1."""
+
+
 class Interrupted(Exception):
     """Raised by a unit of work that stopped on request after saving its progress."""
 

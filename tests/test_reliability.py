@@ -548,3 +548,71 @@ def test_ctrl_c_during_the_bench_is_one_line(tmp_path, monkeypatch, capsys):
     out = tmp_path / "b.json"
     assert bench.main(["--preset", "smoke", "--repeats", "1", "--out", str(out), "--checkpoints", str(tmp_path)]) == 130
     assert "stopped; nothing written" in capsys.readouterr().err and not out.exists()
+
+
+# ---------------------------------------------------------------- --jobs workers killed, or their parent
+
+def _workers_of(pid):
+    """The --jobs worker processes (spawned, running multiprocessing's spawn_main) whose
+    parent is `pid`, from /proc."""
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"spawn_main" in cmd:
+            out.append(int(d))
+    return out
+
+
+def _start_a_parallel_sweep(ckpt, out):
+    """A --jobs 2 sweep in its own process, returned once both workers have logged a step."""
+    args = ["--preset", "smoke", "--quiet", "--no-controls", "--methods", "rlvr,opsd", "--steps", "40",
+            "--checkpoints", ckpt, "--jobs", "2", "--out", out]
+    proc = subprocess.Popen([sys.executable, "compare_methods.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    log, t0 = os.path.join(out, "metrics.jsonl"), time.time()
+    while time.time() - t0 < 120:
+        if os.path.exists(log) and len({r for r in open(log) if '"kind": "step"' in r}) >= 2 \
+                and len(_workers_of(proc.pid)) == 2:
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the sweep did not start")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_a_killed_worker_is_named_with_its_run_and_the_sweep_stops(ckpt, tmp_path):
+    proc = _start_a_parallel_sweep(ckpt, str(tmp_path / "o"))
+    victim = _workers_of(proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)       # as the kernel does when memory runs out
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    lines = [l for l in err.splitlines() if "error:" in l]
+    assert len(lines) == 1 and f"worker {victim} was killed (SIGKILL) while running main/" in lines[0]
+    assert "--resume" in lines[0] and "Traceback" not in err
+    assert not _workers_of(proc.pid)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_workers_do_not_outlive_a_killed_parent(ckpt, tmp_path):
+    proc = _start_a_parallel_sweep(ckpt, str(tmp_path / "o"))
+    workers = _workers_of(proc.pid)
+    proc.kill()
+    proc.wait()
+    t0 = time.time()
+    while time.time() - t0 < 10 and any(os.path.exists(f"/proc/{w}") and _state(w) != "Z" for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if os.path.exists(f"/proc/{w}") and _state(w) != "Z"], "orphaned workers"
+
+
+def _state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
