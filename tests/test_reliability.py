@@ -569,10 +569,10 @@ def _workers_of(pid):
     return out
 
 
-def _start_a_parallel_sweep(ckpt, out):
+def _start_a_parallel_sweep(ckpt, out, seeds=1):
     """A --jobs 2 sweep in its own process, returned once both workers have logged a step."""
     args = ["--preset", "smoke", "--quiet", "--no-controls", "--methods", "rlvr,opsd", "--steps", "40",
-            "--checkpoints", ckpt, "--jobs", "2", "--out", out]
+            "--seeds", str(seeds), "--checkpoints", ckpt, "--jobs", "2", "--out", out]
     proc = subprocess.Popen([sys.executable, "compare_methods.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     log, t0 = os.path.join(out, "metrics.jsonl"), time.time()
@@ -600,7 +600,8 @@ def test_a_killed_worker_is_named_with_its_run_and_the_sweep_stops(ckpt, tmp_pat
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
 def test_workers_do_not_outlive_a_killed_parent(ckpt, tmp_path):
-    proc = _start_a_parallel_sweep(ckpt, str(tmp_path / "o"))
+    """Left alone, orphaned workers would go on with the sweep's queued runs (3 seeds here)."""
+    proc = _start_a_parallel_sweep(ckpt, str(tmp_path / "o"), seeds=3)
     workers = _workers_of(proc.pid)
     proc.kill()
     proc.wait()
