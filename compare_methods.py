@@ -196,13 +196,14 @@ def _compare(req, again):
               "teacher": base_summary["teacher"]["checkpoint"]}
     log_path = os.path.join(req.out, "metrics.jsonl")
     rows, done = experiment.start_log(log_path, header, req.resume)
-    with open(log_path, "a") as logf:
+    with open(log_path, "ab", buffering=0) as logf:   # unbuffered: a failed row is not written twice
         def append(row):
             rows.append(row)
             try:
-                logf.write(json.dumps(row) + "\n")
-                logf.flush()
-            except OSError as e:
+                data = (json.dumps(row) + "\n").encode()
+                while data:
+                    data = data[logf.write(data):]
+            except OSError as e:   # a full disk: at most a cut last line, which --resume drops
                 raise runtime.FileProblem(f"could not write {log_path}: {e.strerror or e}") from None
 
         dens = density_stage(setup, rows, append)                                           # 2.

@@ -49,6 +49,11 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path, dpi):
+    """Write a figure whole or not at all (a full disk leaves no half-written PNG)."""
+    runtime.atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png"), mode="wb")
+
+
 def _fmt(v):
     return f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -222,7 +227,7 @@ def draw_learning_curves(rows, S, methods, out):
         ax.grid(alpha=0.3)
     fig.suptitle(f"Learning curves: greedy accuracy on held-out problems ({title_tail})")
     fig.tight_layout()
-    fig.savefig(os.path.join(out, FIGURE_FILES["learning_curves"]), dpi=110)
+    _save(fig, os.path.join(out, FIGURE_FILES["learning_curves"]), dpi=110)
     plt.close(fig)
 
 
@@ -242,7 +247,7 @@ def draw_signal_density(S, out):
     fig.suptitle("Signal density: per-token credit each method gives the same sampled responses "
                  "(blue = pushed up, red = pushed down, scaled per row; $ = end of sequence)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, FIGURE_FILES["signal_density"]), dpi=110)
+    _save(fig, os.path.join(out, FIGURE_FILES["signal_density"]), dpi=110)
     plt.close(fig)
 
 
@@ -338,7 +343,7 @@ def draw_leakage(rows, S, methods, out):
     fig.suptitle(f"Leakage: does the student copy what only the privileged teacher could know? "
                  f"(training-sample metrics: trailing mean over 10 steps; {title_tail})", fontsize=10)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(os.path.join(out, FIGURE_FILES["leakage"]), dpi=110)
+    _save(fig, os.path.join(out, FIGURE_FILES["leakage"]), dpi=110)
     plt.close(fig)
 
 
@@ -370,7 +375,7 @@ def draw_cost(S, methods, out):
     fig.suptitle("Cost per method: memory resident and time per step (rollout, teacher pass, update)",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, FIGURE_FILES["cost"]), dpi=110)
+    _save(fig, os.path.join(out, FIGURE_FILES["cost"]), dpi=110)
     plt.close(fig)
 
 
@@ -443,7 +448,7 @@ def draw_frontier(S, path):
                  f"{P['main']['batches']} probe batches (x); dotted: the base student's background leak rate",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.83, 1))
-    fig.savefig(path, dpi=110)
+    _save(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -491,7 +496,7 @@ def draw_knobs(S, path):
                  f"the {F['leak_window']}-step leak rate exceeds {F['onset_factor']:g}x the base student's "
                  f"background, with at least {F.get('onset_min_count', 1)} leaks in the window", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -49,9 +49,12 @@ def run_parallel(setup, todo, append, *, done, jobs, device):
     print(f"{len(todo)} runs in {jobs} processes, {threads} thread(s) each", file=sys.stderr)
     try:
         failure = _collect(procs, tasks, results, append=append, done=done, total=len(todo))
-    except BaseException:   # a second Ctrl-C: stop at once
+    except KeyboardInterrupt:   # a second Ctrl-C: stop at once
         for p in procs:
             p.kill()
+        raise
+    except BaseException:   # this process cannot go on (say, its log cannot be written)
+        _wind_down(procs, tasks, results)
         raise
     for p in procs:
         p.join(timeout=60)
@@ -118,6 +121,21 @@ def _forward_stop(procs, tasks):
     for p in procs:
         if p.is_alive():
             p.terminate()
+
+
+def _wind_down(procs, tasks, results, timeout=60):
+    """Stop the workers after their step and let them leave cleanly, reading (and
+    dropping) what they still send so that none blocks on a full pipe."""
+    _forward_stop(procs, tasks)
+    t0 = time.time()
+    while any(p.is_alive() for p in procs) and time.time() - t0 < timeout:
+        try:
+            results.get(timeout=0.2)
+        except queue.Empty:
+            pass
+    for p in procs:
+        if p.is_alive():
+            p.kill()
 
 
 def _watch_parent(parent):
