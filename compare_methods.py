@@ -92,8 +92,11 @@ def arms_of(args):
     if args.methods:
         given = [m.strip() for m in args.methods.split(",") if m.strip()]
         arms = sorted(set(given), key=lambda m: (experiment.METHOD_ORDER + (m,)).index(m))
-    for arm in arms:
-        experiment.parse_arm(arm)
+    if len(arms) > experiment.MAX_ARMS:
+        raise ValueError(f"{len(arms)} arms; at most {experiment.MAX_ARMS} run in one comparison")
+    same = experiment.same_arms(arms)
+    if same:
+        raise ValueError(f"arms {' and '.join(same[0])} are the same settings; give one of them")
     return arms
 
 
@@ -231,6 +234,11 @@ def _compare(req, again):
         kept = f"{len(done)} finished run(s) are kept in {req.out}" if done else "no run had finished"
         print(f"\nstopped early; {kept}. To continue: {again}", file=sys.stderr)
         return 130
+    failed = [k for k, r in S["runs"].items() if r["status"].startswith("failed")]
+    if failed:   # a non-finite loss: its row in the log says which step
+        print(f"\n{len(failed)} run(s) failed: {', '.join(failed)}; the rest are in {req.out}, and "
+              f"--resume reruns the failed ones", file=sys.stderr)
+        return 1
     print(f"\nall done in {S['total_seconds']:.0f}s; figures and summary.json in {req.out}")
     return 0
 

@@ -82,6 +82,7 @@ PRESETS["frontier-smoke"] = replace(PRESETS["smoke"], probe_batches=1, probe_big
 
 # ---------------------------------------------------------------- arms
 
+MAX_ARMS, MAX_ARM_CHARS = 100, 200
 # the settings an arm may override, with their types (docs/METHODS.md gives their meaning)
 ARM_KEYS = {"lam0": float, "lam_decay_steps": int, "lam_kind": str, "eps_w": float, "hint": str,
             "teacher_weights": str, "refresh_every": int, "alpha": float, "alpha_leak_threshold": float,
@@ -93,15 +94,21 @@ def parse_arm(text):
     'rlsd:eps_w=1,lam0=1' or 'rlvr+opsd:alpha=0.1'. Returns (method, {key: value}) with
     the values typed, in the order written; a bad arm raises one ValueError naming what is
     wrong. Everything that reads an arm reads it here."""
-    method, _, rest = text.partition(":")
+    if len(text) > MAX_ARM_CHARS or not text.isascii():
+        raise ValueError(f"arm {text[:40]!r}...: an arm is at most {MAX_ARM_CHARS} ASCII characters")
+    method, colon, rest = text.partition(":")
     if method not in rlsd.METHODS:
         raise ValueError(f"arm {text!r}: unknown method {method!r}; choose one of {', '.join(METHOD_ORDER)}")
+    if colon and not rest:
+        raise ValueError(f"arm {text!r}: no settings after ':'")
     over = {}
     for item in rest.split(",") if rest else []:
         key, eq, value = item.partition("=")
         if not eq or key not in ARM_KEYS:
             raise ValueError(f"arm {text!r}: {item!r} is not key=value with a key among "
                              f"{', '.join(ARM_KEYS)}")
+        if key in over:
+            raise ValueError(f"arm {text!r}: {key} is set twice")
         try:
             over[key] = ARM_KEYS[key](value)
         except ValueError:
@@ -111,6 +118,16 @@ def parse_arm(text):
     except ValueError as e:
         raise ValueError(f"arm {text!r}: {e}") from None
     return method, over
+
+
+def same_arms(arms):
+    """Pairs of arms that spell the same settings (say 'rlsd' and 'rlsd:eps_w=0.2'): their
+    RLConfigs are equal."""
+    configs = {}
+    for arm in arms:
+        name, over = parse_arm(arm)
+        configs.setdefault(repr(rlsd.RLConfig(method=name, **over)), []).append(arm)
+    return [same for same in configs.values() if len(same) > 1]
 
 
 def method_of(arm):

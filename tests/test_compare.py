@@ -150,7 +150,9 @@ def test_arms_run_side_by_side_with_their_settings(ckpt, tmp_path, no_figures):
                                        ("rlsd:eps_w=-1", "eps_w must be"), ("rlsd:eps_w=nan", "eps_w must be"),
                                        ("rlsd:lam0=2", "lam0 must be"), ("opsd:hint=teacher", "unknown hint"),
                                        ("rlvr+opsd:alpha=-0.1", "alpha must be"),
-                                       ("rlsd:refresh_every=0", "refresh_every must be")])
+                                       ("rlsd:refresh_every=0", "refresh_every must be"),
+                                       ("rlsd:lam0=1,lam0=0", "lam0 is set twice"), ("rlsd:", "no settings"),
+                                       ("rlsd:lam0=\uff11", "ASCII"), ("rlsd:" + "lam0=1," * 40 + "eps_w=1", "ASCII")])
 def test_a_bad_arm_is_one_line_and_exit_2(arm, match, capsys, tmp_path):
     with pytest.raises(ValueError, match=match):
         experiment.parse_arm(arm)
@@ -178,3 +180,25 @@ def test_one_leak_definition_feeds_the_loop_the_adaptive_rule_the_summary_and_th
     assert all(S["methods"][a]["per_seed_last10_leak"] == [0.25] for a in arms)
     assert all(S["frontier"]["per_seed"][a]["0"]["final_leak"] == 0.25 for a in arms)
     assert S["probe"]["main"]["background_leak"] == 0.25
+
+
+def test_arms_that_spell_the_same_settings_or_too_many_are_refused(tmp_path, capsys):
+    base = ["--preset", "smoke", "--out", str(tmp_path / "o")]
+    for arms, match in ((["rlsd", "rlsd:eps_w=0.2"], "are the same settings"),
+                        (["rlsd:eps_w=1", "rlsd:eps_w=1.0"], "are the same settings"),
+                        ([f"rlsd:eps_w={i}" for i in range(101)], "at most 100")):
+        assert compare_methods.main(base + ["--arms", *arms]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and match in err
+
+
+def test_a_run_that_fails_is_not_all_done(ckpt, tmp_path, capsys, no_figures):
+    """A non-finite loss ends its run ('failed'); the comparison then exits 1 and says which."""
+    preset = replace(experiment.PRESETS["smoke"], steps=2, controls=False)
+    out = str(tmp_path / "f")
+    assert compare_methods.compare(preset, ["rlvr", "rlvr+opsd:alpha=1e308"], "cpu", out, ckpt, progress=False) == 1
+    err = capsys.readouterr().err
+    assert "1 run(s) failed: main/rlvr+opsd:alpha=1e308/0" in err
+    S = json.load(open(os.path.join(out, "summary.json")))
+    assert S["runs"]["main/rlvr/0"]["status"] == "done"
+    assert S["runs"]["main/rlvr+opsd:alpha=1e308/0"]["status"].startswith("failed")
