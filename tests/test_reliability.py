@@ -196,7 +196,7 @@ def _fill(folder):
             pass
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])   # 2: the slow tier
 def test_a_disk_that_fills_during_the_runs_names_the_log(ckpt, small_disk, jobs):
     """The filesystem of --out fills up while the runs go: one line naming the log, exit 1,
     no traceback (the failed row used to be written again when the log closed)."""
