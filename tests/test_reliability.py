@@ -70,6 +70,7 @@ def test_a_signal_during_base_model_training_saves_progress_and_resume_continues
     assert not any(f.endswith(".progress.pt") for f in os.listdir(ck))
 
 
+@pytest.mark.slow   # its fast sibling: the SIGINT case above
 def test_sigterm_during_base_model_training_is_a_clean_stop_too(tmp_path):
     r = run_hooked("train_tiny.make_batch", SMOKE + ["--out", str(tmp_path / "o"), "--checkpoints",
                                                      str(tmp_path / "ck")], tmp_path, "SIGTERM")
@@ -258,7 +259,8 @@ def test_a_bench_out_without_a_file_name_is_refused_before_the_work(tmp_path, ca
         assert "give a file name" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("cache", ["{}", '{"student": 5}', '{"student": {}, "teacher": {"checkpoint": 1}}'])
+@pytest.mark.parametrize("cache", ['{"student": 5}', pytest.param("{}", marks=pytest.mark.slow),
+                                   pytest.param('{"student": {}, "teacher": {"checkpoint": 1}}', marks=pytest.mark.slow)])
 def test_a_summary_cache_of_the_wrong_shape_is_named_and_rebuilt(ckpt, tmp_path, capsys, cache):
     d = str(tmp_path / "ck")
     shutil.copytree(ckpt, d)
