@@ -29,6 +29,7 @@ What RLSDTrainer takes from TRL as it is (read in TRL 1.16.0's grpo_trainer.py):
 import argparse
 import dataclasses
 import os
+import string
 import sys
 import tempfile
 import time
@@ -82,9 +83,30 @@ class RLSDConfig(GRPOConfig):
             raise ValueError(f"teacher_weights must be one of {TEACHER_WEIGHTS}, got {self.teacher_weights!r}")
         if int(self.teacher_sync_steps) != self.teacher_sync_steps or self.teacher_sync_steps < 1:
             raise ValueError(f"teacher_sync_steps must be a positive integer, got {self.teacher_sync_steps}")
-        for key in ("{prompt}", "{privileged_context}"):
-            if key not in self.teacher_prompt_template:
-                raise ValueError(f"teacher_prompt_template must contain {key}: {self.teacher_prompt_template!r}")
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(self.teacher_prompt_template) if f is not None}
+        except ValueError as e:   # an unmatched brace
+            raise ValueError(f"teacher_prompt_template {self.teacher_prompt_template!r}: {e}") from None
+        if fields != {"prompt", "privileged_context"}:
+            raise ValueError("teacher_prompt_template must use {prompt} and {privileged_context} and no other "
+                             f"field (write a literal brace as {{{{ or }}}}): {self.teacher_prompt_template!r}")
+
+
+def check_privileged_context(dataset, name, required):
+    """Every row's `privileged_context` is a non-empty string (an empty one would train as
+    GRPO without a word, an integer would be written into the prompt). A dataset without
+    the column is refused when `required`; a streamed dataset is checked as it is read."""
+    columns = getattr(dataset, "column_names", None)
+    if dataset is None or columns is None:
+        return
+    if "privileged_context" not in columns:
+        if required:
+            raise ValueError(f"RLSDTrainer needs a `privileged_context` column in {name} (the hint the teacher "
+                             f"sees); its columns are {', '.join(columns)}")
+        return
+    for i, c in enumerate(dataset["privileged_context"]):
+        if not (isinstance(c, str) and c.strip()):
+            raise ValueError(f"{name} row {i}: privileged_context must be a non-empty string, got {c!r}")
 
 
 class RLSDTrainer(GRPOTrainer):
@@ -102,6 +124,15 @@ class RLSDTrainer(GRPOTrainer):
 
     _rlsd_teacher = None
     _rlsd_synced_at = 0
+
+    def __init__(self, model, reward_funcs=None, args=None, train_dataset=None, eval_dataset=None, **kwargs):
+        # the dataset is checked before any model is loaded or update made
+        check_privileged_context(train_dataset, "train_dataset", required=True)
+        evals = eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval_dataset", eval_dataset)]
+        for name, ds in evals:
+            check_privileged_context(ds, name, required=False)
+        super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         **kwargs)
 
     def _generate_and_score_completions(self, inputs):
         contexts = [x.get("privileged_context") for x in inputs]

@@ -169,7 +169,10 @@ def test_opsd_config_trains_in_sdft(gpt, tok, tmp_path):
                                         (dict(teacher_weights="ema"), "teacher_weights"),
                                         (dict(teacher_sync_steps=0), "teacher_sync_steps"),
                                         (dict(lam_decay_steps=0), "lam_decay_steps"),
-                                        (dict(teacher_prompt_template="{prompt}"), "privileged_context")])
+                                        (dict(teacher_prompt_template="{prompt}"), "privileged_context"),
+                                        (dict(teacher_prompt_template="{prompt}{privileged_context}{answer}"),
+                                         "no other field"),
+                                        (dict(teacher_prompt_template="{prompt}{privileged_context}{"), "format string")])
 def test_rlsd_config_rejects_bad_values(bad, match, tmp_path):
     with pytest.raises(ValueError, match=match):
         trl_rlsd.demo_config(str(tmp_path), **bad)
@@ -202,6 +205,23 @@ def test_demo_teacher_sees_the_answer_hint(demo):
         text = trainer._teacher_prompt(p.prompt, verify.hint_text(p, "answer"))
         assert trainer.processing_class(text).input_ids == verify.prompt_ids(p, "answer")
     assert trainer._rlsd_synced_at == 2   # the snapshot was refreshed at step 2
+
+
+@pytest.mark.parametrize("rows, match", [([{"prompt": "73+54="}], "needs a `privileged_context` column"),
+                                         ([{"prompt": "73+54=", "privileged_context": ""}], "non-empty string"),
+                                         ([{"prompt": "73+54=", "privileged_context": "  "}], "non-empty string"),
+                                         ([{"prompt": "73+54=", "privileged_context": "H37|"},
+                                           {"prompt": "73+54=", "privileged_context": None}], "row 1")])
+def test_rlsd_trainer_checks_the_dataset_before_any_model(rows, match, tmp_path):
+    """Empty contexts used to train as GRPO without a word, and a None failed only after an
+    optimizer update: the constructor refuses them before it loads a model."""
+    from datasets import Dataset
+    with pytest.raises(ValueError, match=match):
+        trl_rlsd.RLSDTrainer(model="no-such-model", reward_funcs=[lambda **k: [0.0]],
+                             args=trl_rlsd.demo_config(str(tmp_path)), train_dataset=Dataset.from_list(rows))
+    ints = Dataset.from_list([{"prompt": "73+54=", "privileged_context": 37}])
+    with pytest.raises(ValueError, match="non-empty string"):   # an integer is not stringified
+        trl_rlsd.check_privileged_context(ints, "train_dataset", required=True)
 
 
 def test_rlsd_trainer_needs_privileged_context(demo):
