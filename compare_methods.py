@@ -236,8 +236,9 @@ def _compare(req, again):
         return 130
     failed = [k for k, r in S["runs"].items() if r["status"].startswith("failed")]
     if failed:   # a non-finite loss: its row in the log says which step
-        print(f"\n{len(failed)} run(s) failed: {', '.join(failed)}; the rest are in {req.out}, and "
-              f"--resume reruns the failed ones", file=sys.stderr)
+        print(f"\n{len(failed)} run(s) failed: {', '.join(failed)} (their 'failed' rows in metrics.jsonl "
+              f"say why; the same arm and seed fail again on --resume); the rest are in {req.out}",
+              file=sys.stderr)
         return 1
     print(f"\nall done in {S['total_seconds']:.0f}s; figures and summary.json in {req.out}")
     return 0

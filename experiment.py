@@ -342,7 +342,8 @@ def start_log(log_path, header, resume):
     rows = read_log(log_path) if resume else []
     old = next((r for r in rows if r["kind"] == "header"), None)
     if rows and old is None:   # its settings cannot be checked: its runs may not be this run's
-        raise ValueError(f"{log_path} has no header row; rerun without --resume, or give another --out")
+        raise runtime.FileProblem(f"{log_path} has no header row; rerun without --resume, or give another "
+                                  "--out")
     header = json.loads(json.dumps(header))   # as it reads back (tuples become lists)
     # the arms may differ (runs are kept by arm); every other setting must not
     same = lambda h: {k: ({**v, "arms": None} if k == "preset" else v)

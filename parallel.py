@@ -66,47 +66,59 @@ def run_parallel(setup, todo, append, *, done, jobs, device):
 
 def _collect(procs, tasks, results, *, append, done, total):
     """The parent's loop while workers run: log their rows and ends, forward a stop request,
-    and watch for a worker killed before it said it was leaving. Returns the failure to
-    report (a worker's traceback, or which worker died on which run), or None."""
-    running, forwarded, finished, failure, on = len(procs), False, 0, None, {}
-    left = set()   # workers that said they were leaving
-    while running:
+    and watch for a worker that dies without saying why. Returns the failure to report (a
+    worker's traceback, or which worker died on which run), or None."""
+    state = {"finished": 0, "failure": None, "on": {}, "left": set()}   # left: workers accounted for
+    forwarded = False
+    while len(state["left"]) < len(procs):
         if runtime.STOP.requested and not forwarded:
             forwarded = True
             _forward_stop(procs, tasks)
         try:
-            kind, a, b = results.get(timeout=1.0)
+            _handle(results.get(timeout=1.0), state, append=append, done=done, total=total)
         except queue.Empty:
-            kind = None
-        if kind == "start":
-            on[b] = run_key(*a)
-        elif kind == "row":
-            append(a)
-        elif kind == "end":
-            (variant, arm, seed), key = a, run_key(*a)
-            if b != "stopped":
-                append({"run": key, "variant": variant, "method": arm, "seed": seed, "kind": "end",
-                        "status": b})
-                done.add(key)
-            finished += 1
-            print(f"[{finished}/{total}] {key}: {b}", file=sys.stderr)
-        elif kind == "error":
-            failure = failure or f"a --jobs worker failed; {KEPT}:\n{b}"
-            runtime.STOP.requested = True   # stop the other workers after their step
-        elif kind == "exit":
-            running -= 1
-            left.add(a)
-        for p in procs:   # killed without a word: by a signal, never by its own error
-            if p.pid not in left and p.exitcode is not None and p.exitcode < 0:
-                left.add(p.pid)
-                running -= 1
-                how = signal.Signals(-p.exitcode).name
-                failure = failure or (f"--jobs worker {p.pid} was killed ({how}) while running "
-                                      f"{on.get(p.pid, 'no run yet')}; {KEPT}")
-                runtime.STOP.requested = True   # stop the other workers after their step
-        if kind is None and not any(p.is_alive() for p in procs):
+            if not any(p.is_alive() for p in procs):
+                break
+        for p in procs:   # killed by a signal, not the SIGTERM of a stop we forwarded
+            if p.pid not in state["left"] and p.exitcode is not None and p.exitcode < 0:
+                state["left"].add(p.pid)
+                if not (forwarded and p.exitcode == -signal.SIGTERM):
+                    how = signal.Signals(-p.exitcode).name
+                    state["failure"] = state["failure"] or (
+                        f"--jobs worker {p.pid} was killed ({how}) while running "
+                        f"{state['on'].get(p.pid, 'no run yet')}; {KEPT}")
+                    runtime.STOP.requested = True   # stop the other workers after their step
+    while True:   # what a worker sent before it died may still be in the pipe
+        try:
+            _handle(results.get(timeout=0.2), state, append=append, done=done, total=total)
+        except queue.Empty:
             break
-    return failure
+    for p in procs:   # died before it could send anything (say, while starting)
+        if p.pid not in state["left"] and p.exitcode not in (0, None) and not state["failure"]:
+            state["failure"] = f"--jobs worker {p.pid} exited with code {p.exitcode} without a word; {KEPT}"
+    return state["failure"]
+
+
+def _handle(message, state, *, append, done, total):
+    """One message from a worker: a run's start, a log row, a run's end, an error, its exit."""
+    kind, a, b = message
+    if kind == "start":
+        state["on"][b] = run_key(*a)
+    elif kind == "row":
+        append(a)
+    elif kind == "end":
+        (variant, arm, seed), key = a, run_key(*a)
+        state["on"] = {pid: k for pid, k in state["on"].items() if k != key}
+        if b != "stopped":
+            append({"run": key, "variant": variant, "method": arm, "seed": seed, "kind": "end", "status": b})
+            done.add(key)
+        state["finished"] += 1
+        print(f"[{state['finished']}/{total}] {key}: {b}", file=sys.stderr)
+    elif kind == "error":
+        state["failure"] = state["failure"] or f"a --jobs worker failed; {KEPT}:\n{b}"
+        runtime.STOP.requested = True   # stop the other workers after their step
+    elif kind == "exit":
+        state["left"].add(a)
 
 
 def _forward_stop(procs, tasks):
@@ -171,5 +183,6 @@ def _worker(tasks, results, threads, setup, parent):
                     break
         except BaseException:   # any other failure: the parent stops the sweep and shows it
             results.put(("error", None, traceback.format_exc()))
-            raise
+            sys.exit(1)          # the parent prints the traceback, once
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # leaving: a late stop request changes nothing
     results.put(("exit", os.getpid(), None))
