@@ -217,6 +217,23 @@ def test_a_disk_that_fills_during_the_runs_names_the_log(ckpt, small_disk, jobs)
     assert not [f for f in os.listdir(out) if ".tmp" in f or f.endswith(".png")]
 
 
+def test_a_disk_that_fills_while_figures_are_drawn_leaves_no_half_written_png(ckpt, small_disk, capsys,
+                                                                             monkeypatch):
+    """The disk fills (for real) after summary.json is written, as the figures are drawn:
+    one line naming the figure, exit 1, and no PNG at all (one used to be left with 0 bytes)."""
+    import figures
+    monkeypatch.undo()   # this module's no_figures: here the figures are drawn for real
+    real = figures.draw_all
+    monkeypatch.setattr(figures, "draw_all", lambda *a: _fill(small_disk) or real(*a))
+    out = str(small_disk / "o")
+    assert compare_methods.main(SMOKE + ["--steps", "1", "--out", out, "--checkpoints", ckpt]) == 1
+    err = capsys.readouterr().err
+    errors = [l for l in err.splitlines() if "error:" in l]   # besides the runs' progress lines
+    assert len(errors) == 1 and "Traceback" not in err
+    assert "could not write" in errors[0] and ".png" in errors[0] and "No space left" in errors[0]
+    assert not [f for f in os.listdir(out) if f.endswith(".png") or ".tmp" in f]
+
+
 def test_a_full_disk_at_the_first_write_names_the_file_and_leaves_no_temporary(ckpt, tmp_path, capsys, monkeypatch):
     def full(src, dst):
         raise OSError(28, "No space left on device")
