@@ -383,7 +383,8 @@ def summarize(rows, runs, setup, *, base_summary, density, probe=None):
     """Every number the figures and README use, from the logged rows; frontier.py adds its
     statistics when the preset probes (so the default run never imports it)."""
     preset = setup.preset
-    params = {a: cost_model(method_of(a), setup.students["main"], setup.teacher) for _, a, _ in runs}
+    arms = list(dict.fromkeys(a for _, a, _ in runs))   # in the order they ran
+    params = {a: cost_model(method_of(a), setup.students["main"], setup.teacher) for a in arms}
     by_run = rows_by_run(rows)
     S = {"preset": asdict(preset), "base_models": base_summary, "signal_density": density, "runs": {},
          "methods": {}}
@@ -394,7 +395,6 @@ def summarize(rows, runs, setup, *, base_summary, density, probe=None):
         S["runs"][run_key(variant, arm, seed)] = {"status": status,
                                                   "steps": sum(r["kind"] == "step" for r in rs),
                                                   "final_eval": evals[-1] if evals else None}
-    arms = list(dict.fromkeys(a for _, a, _ in runs))   # in the order they ran
     for variant in ("main", "control"):
         for arm in arms:
             keys = [run_key(v, a, s) for v, a, s in runs if v == variant and a == arm]

@@ -291,8 +291,7 @@ def _probe_arm(state, batches, yard, g_big):
                            "blame_adam", "cite_adam", "nowork_adam")}
     for roll in batches:
         # each batch from the loop's step 0: alpha as configured, halved if this batch leaks
-        state.alpha = state.cfg.alpha
-        state.alpha = rlsd.adapted_alpha(state, verify.leak_rate(roll.checks))
+        state.alpha = rlsd.adapted_alpha(state, state.cfg.alpha, verify.leak_rate(roll.checks))
         g = _loss_grad(state, roll)
         norm = g.norm().item()
         per["grad_norm"].append(norm)

@@ -626,7 +626,7 @@ def train_step(state, problems):
 
     # 3. credit and loss; the adaptive dual objective first turns its JSD down on a leaky step
     leak = verify.leak_rate(roll.checks)
-    state.alpha = adapted_alpha(state, leak)
+    state.alpha = adapted_alpha(state, state.alpha, leak)
     loss, s, credit = step_loss(state, roll, teacher)
 
     # 4. the update
@@ -647,13 +647,13 @@ def train_step(state, problems):
     return m
 
 
-def adapted_alpha(state, leak):
-    """The dual objective's JSD weight for this step: halved when the step's own samples
-    leak more than cfg.alpha_leak_threshold (0 turns the rule off); unchanged otherwise."""
+def adapted_alpha(state, alpha, leak):
+    """The dual objective's JSD weight for a step that starts at `alpha`: halved when the
+    step's own samples leak more than cfg.alpha_leak_threshold (0 turns the rule off)."""
     cfg = state.cfg
     if state.method.uses_alpha and cfg.alpha_leak_threshold > 0 and leak > cfg.alpha_leak_threshold:
-        return state.alpha / 2
-    return state.alpha
+        return alpha / 2
+    return alpha
 
 
 @torch.no_grad()
